@@ -1,0 +1,1 @@
+"""The agents: nuclei that learn (species and the Mesa nucleus agent)."""

@@ -1,0 +1,1 @@
+"""The agents' environment: periodic geometry, units, the Mesa model, integrators and thermostats."""

@@ -1,0 +1,1 @@
+"""Learning the agent losses: weight functions, invariants (4.1), losses (4.5), CP2K data and fits."""

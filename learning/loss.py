@@ -1,0 +1,146 @@
+"""The agent loss of eq. (4.5) and the agent force of eq. (4.6).
+
+For an agent of species s with flattened invariants ``phi`` (length P = S * M, index p = a * M + m)::
+
+    H = A . phi + 1/2 phi . B phi                       (4.5), B symmetric, eV
+    F = -(A + B phi) . d phi / d q_k                    (4.6), eV/angstrom
+
+A linear loss is the quadratic one with B = 0.  :class:`AgentLosses` holds one loss per species and
+saves to plain JSON (species, invariant names, A, B, units, provenance) and back, bit-exact.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from learning.invariants import InvariantSet
+
+UNITS = {"length": "angstrom", "energy": "eV", "force": "eV/angstrom", "time": "fs", "mass": "amu"}
+FORMAT = "mld-agent-losses/1"
+
+
+@dataclass(eq=False)
+class SpeciesLoss:
+    """Quadratic loss H_s(phi) of one species, eq. (4.5).
+
+    Attributes:
+        species: symbol of the sink species (the agents that use this loss).
+        invariants: the invariant set (source species and weight functions) it reads.
+        A: (S, M) linear coefficients, eV per unit invariant.
+        B: (S, M, S, M) quadratic coefficients, symmetric under (a, m) <-> (b, n).
+    """
+
+    species: str
+    invariants: InvariantSet
+    A: np.ndarray
+    B: np.ndarray | None = None
+
+    def __post_init__(self):
+        shape = self.invariants.shape
+        self.A = np.array(self.A, dtype=float).reshape(shape)
+        self.B = np.zeros(shape + shape) if self.B is None else np.array(self.B, dtype=float)
+        if self.B.shape != shape + shape:
+            raise ValueError(f"loss {self.species}: B has shape {self.B.shape}, expected {shape + shape}")
+        P = self.A.size
+        if not np.array_equal(self.B.reshape(P, P), self.B.reshape(P, P).T):
+            raise ValueError(f"loss {self.species}: B must be symmetric under (a,m) <-> (b,n)")
+        if not (np.all(np.isfinite(self.A)) and np.all(np.isfinite(self.B))):
+            raise ValueError(f"loss {self.species}: A and B must be finite")
+
+    @property
+    def order(self) -> str:
+        """``'linear'`` when B = 0, else ``'quadratic'``."""
+        return "linear" if not np.any(self.B) else "quadratic"
+
+    def evaluate(self, phi, dphi):
+        """Loss values and agent forces for many agents of this species.
+
+        Args:
+            phi: (n, S, M) invariants.
+            dphi: (n, S, M, 3) their gradients with respect to each agent's own position.
+
+        Returns:
+            H of shape (n,) in eV and F = -dH/dq of shape (n, 3) in eV/angstrom.
+        """
+        n = len(phi)
+        P = self.A.size
+        phi = phi.reshape(n, P)
+        A, B = self.A.reshape(P), self.B.reshape(P, P)
+        Bphi = phi @ B
+        H = phi @ A + 0.5 * np.einsum("kp,kp->k", phi, Bphi)
+        F = -np.einsum("kp,kpx->kx", A + Bphi, dphi.reshape(n, P, 3))
+        return H, F
+
+    def to_dict(self) -> dict:
+        return {
+            "species": self.species,
+            "sources": list(self.invariants.sources),
+            "invariants": self.invariants.names,
+            "order": self.order,
+            "A": self.A.tolist(),
+            "B": self.B.tolist(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict, where: str = "loss") -> "SpeciesLoss":
+        try:
+            invariants = InvariantSet(tuple(data["invariants"]), tuple(data["sources"]))
+            return cls(data["species"], invariants, data["A"], data["B"])
+        except KeyError as missing:
+            raise ValueError(f"{where}: species loss lacks the field {missing}") from None
+
+
+@dataclass(eq=False)
+class AgentLosses:
+    """One :class:`SpeciesLoss` per species, with the provenance of how it was learned."""
+
+    losses: dict[str, SpeciesLoss]
+    provenance: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        for symbol, loss in self.losses.items():
+            if loss.species != symbol:
+                raise ValueError(f"loss stored under {symbol!r} is for species {loss.species!r}")
+
+    def __getitem__(self, species: str) -> SpeciesLoss:
+        return self.losses[species]
+
+    @property
+    def species(self) -> list[str]:
+        return list(self.losses)
+
+    def to_dict(self) -> dict:
+        return {
+            "format": FORMAT,
+            "units": UNITS,
+            "species": [loss.to_dict() for loss in self.losses.values()],
+            "provenance": self.provenance,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict, where: str = "loss") -> "AgentLosses":
+        if data.get("format") != FORMAT:
+            raise ValueError(f"{where}: not an agent-loss file (format {data.get('format')!r}, expected {FORMAT!r})")
+        losses = [SpeciesLoss.from_dict(d, where) for d in data["species"]]
+        return cls({loss.species: loss for loss in losses}, data.get("provenance", {}))
+
+    def save(self, path) -> Path:
+        """Write plain JSON; floats are written with ``repr`` precision, so ``load`` is bit-exact."""
+        path = Path(path)
+        path.write_text(json.dumps(self.to_dict(), indent=1) + "\n")
+        return path
+
+    @classmethod
+    def load(cls, path) -> "AgentLosses":
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise ValueError(f"loss file {path} does not exist") from None
+        except json.JSONDecodeError as err:
+            raise ValueError(f"loss file {path}: not JSON ({err})") from None
+        return cls.from_dict(data, str(path))
