@@ -1,1 +1,6 @@
 """The agents: nuclei that learn (species and the Mesa nucleus agent)."""
+
+from agents.nucleus import NucleusAgent
+from agents.species import HYDROGEN, OXYGEN, Species, species
+
+__all__ = ["NucleusAgent", "Species", "species", "OXYGEN", "HYDROGEN"]

@@ -144,3 +144,23 @@ class AgentLosses:
         except json.JSONDecodeError as err:
             raise ValueError(f"loss file {path}: not JSON ({err})") from None
         return cls.from_dict(data, str(path))
+
+
+def pair_potential_losses(species, functions, coefficients) -> AgentLosses:
+    """Linear losses equivalent to a symmetric pair potential V_ab(r) = sum_m c[a][b][m] w_m(r).
+
+    With A^s_{a,m} = c[s][a][m] the agent forces are -dU/dq_k of U = sum_{i<j} V(r_ij) = 1/2 sum_k H_k,
+    so the dynamics conserve energy (the test case for the integrators).
+
+    Args:
+        species: the species symbols, e.g. ``("O", "H")``.
+        functions: the weight functions (objects or names).
+        coefficients: (S, S, M) array, symmetric in its first two indices (eV per unit w).
+    """
+    c = np.asarray(coefficients, dtype=float)
+    invariants = InvariantSet(tuple(functions), tuple(species))
+    if c.shape != (len(species),) * 2 + (len(invariants.functions),):
+        raise ValueError(f"coefficients must have shape (S, S, M), got {c.shape}")
+    if not np.array_equal(c, c.transpose(1, 0, 2)):
+        raise ValueError("coefficients must be symmetric: c[a][b] == c[b][a]")
+    return AgentLosses({s: SpeciesLoss(s, invariants, c[i]) for i, s in enumerate(species)})

@@ -1,0 +1,98 @@
+"""Starting configurations: a box of rigid-geometry water molecules with thermal velocities."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from agents.species import CP2K_MASSES
+from environment.space import check_box, minimum_image
+from environment.units import AVOGADRO, EV_PER_AMU_A2_FS2, KB_EV_PER_K
+
+#: Water geometry (TIP3P/TIP4P): O-H bond length (angstrom) and H-O-H angle (degrees).
+OH_BOND = 0.9572
+HOH_ANGLE = 104.52
+WATER_MASS = CP2K_MASSES["O"] + 2 * CP2K_MASSES["H"]
+
+
+def box_for_density(n_molecules: int, density_g_cm3: float) -> float:
+    """Side (angstrom) of the cubic box holding ``n_molecules`` waters at ``density_g_cm3``."""
+    if not density_g_cm3 > 0:
+        raise ValueError(f"density_g_cm3 must be positive, got {density_g_cm3!r}")
+    volume_cm3 = n_molecules * WATER_MASS / AVOGADRO / density_g_cm3
+    return (volume_cm3 * 1e24) ** (1.0 / 3.0)
+
+
+def random_rotations(n: int, rng: np.random.Generator) -> np.ndarray:
+    """(n, 3, 3) rotation matrices uniform on SO(3) (from uniform random unit quaternions)."""
+    q = rng.normal(size=(n, 4))
+    q /= np.linalg.norm(q, axis=1, keepdims=True)
+    w, x, y, z = q.T
+    return np.stack(
+        [
+            np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)], -1),
+            np.stack([2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)], -1),
+            np.stack([2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)], -1),
+        ],
+        axis=1,
+    )
+
+
+def maxwell_boltzmann(masses, temperature_K: float, rng: np.random.Generator) -> np.ndarray:
+    """Velocities (N, 3) in angstrom/fs at exactly ``temperature_K`` (N_f = 3N - 3), zero momentum."""
+    masses = np.asarray(masses, dtype=float)[:, None]
+    if temperature_K < 0:
+        raise ValueError(f"temperature_K must be non-negative, got {temperature_K!r}")
+    velocities = rng.normal(size=(len(masses), 3)) * np.sqrt(KB_EV_PER_K * max(temperature_K, 1e-300) / (masses * EV_PER_AMU_A2_FS2))
+    velocities -= np.sum(masses * velocities, axis=0) / np.sum(masses)
+    n_dof = 3 * len(masses) - 3
+    kinetic = 0.5 * np.sum(masses * velocities**2) * EV_PER_AMU_A2_FS2
+    return velocities * np.sqrt(0.5 * n_dof * KB_EV_PER_K * temperature_K / kinetic)
+
+
+def water_box(
+    n_molecules: int,
+    density_g_cm3: float = 0.997,
+    temperature_K: float = 300.0,
+    seed=None,
+    min_distance: float = 1.5,
+    min_oo_distance: float = 2.5,
+    max_tries: int = 2000,
+):
+    """Waters at random positions and orientations (random sequential addition), no close contacts.
+
+    Args:
+        n_molecules: number of water molecules.
+        density_g_cm3: mass density (sets the box).
+        temperature_K: Maxwell-Boltzmann temperature of the velocities (exact, zero momentum).
+        seed: seed of the numpy random generator.
+        min_distance: smallest distance (angstrom) between atoms of different molecules.
+        min_oo_distance: smallest O-O distance (angstrom).
+        max_tries: random draws per molecule before giving up.
+
+    Returns:
+        symbols (3n,) ordered O, H, H per molecule; positions (3n, 3) angstrom; velocities (3n, 3)
+        angstrom/fs; box side (angstrom).
+    """
+    if int(n_molecules) < 1:
+        raise ValueError(f"n_molecules must be at least 1, got {n_molecules!r}")
+    n_molecules = int(n_molecules)
+    rng = np.random.default_rng(seed)
+    box = check_box(box_for_density(n_molecules, density_g_cm3))
+    half = np.radians(HOH_ANGLE) / 2
+    template = OH_BOND * np.array([[0, 0, 0], [np.sin(half), np.cos(half), 0], [-np.sin(half), np.cos(half), 0]])
+    placed = np.empty((0, 3))
+    for _ in range(n_molecules):
+        for _ in range(max_tries):
+            molecule = rng.uniform(0, box, 3) + template @ random_rotations(1, rng)[0].T
+            gaps = np.linalg.norm(minimum_image(molecule[:, None] - placed[None], box), axis=-1)
+            if placed.size == 0 or (gaps.min() >= min_distance and gaps[0, ::3].min() >= min_oo_distance):
+                placed = np.vstack([placed, molecule])
+                break
+        else:
+            raise ValueError(
+                f"could not place {n_molecules} waters at density {density_g_cm3} g/cm^3 with "
+                f"min_distance {min_distance} and min_oo_distance {min_oo_distance} angstrom"
+            )
+    symbols = ["O", "H", "H"] * n_molecules
+    masses = [CP2K_MASSES[s] for s in symbols]
+    return symbols, np.mod(placed, box), maxwell_boltzmann(masses, temperature_K, rng), box
