@@ -1,0 +1,89 @@
+"""``mld cp2k input`` (write a CP2K MD input) and ``mld cp2k run`` (run it, continue it)."""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+
+from learning.cp2k import read_trajectory
+from learning.cp2k_input import PRESETS, MDSettings, frame_input, water_input, write_input
+from learning.cp2k_run import CP2KError, run_cp2k
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("cp2k", help="write and run CP2K ab initio MD (training data)")
+    commands = parser.add_subparsers(dest="cp2k_command", required=True)
+
+    make = commands.add_parser("input", help="write a CP2K MD input file")
+    start = make.add_mutually_exclusive_group(required=True)
+    start.add_argument("--waters", type=int, metavar="N", help="a fresh box of N water molecules")
+    start.add_argument("--from", dest="source", metavar="PATH[:FRAME]",
+                       help="frame FRAME (an index, default -1: the last) of a CP2K run (folder or .inp), "
+                       "with its velocities")
+    make.add_argument("--density", type=float, default=0.997, help="water density, g/cm^3 (--waters)")
+    make.add_argument("--preset", choices=list(PRESETS), default="paper",
+                      help="electronic structure: paper (TZV2P-GTH, 280 Ry), dzvp, szv, xtb (GFN1-xTB)")
+    defaults = MDSettings()
+    make.add_argument("--steps", type=int, default=defaults.steps, help=f"MD steps (default {defaults.steps})")
+    make.add_argument("--timestep", type=float, default=defaults.timestep_fs, help="fs")
+    make.add_argument("--temperature", type=float, default=defaults.temperature_K,
+                      help="K: initial velocities of --waters; target of NVT")
+    make.add_argument("--ensemble", default=defaults.ensemble, help="CP2K MD ensemble (NVE, NVT, ...)")
+    make.add_argument("--basis", help="basis set name (default: the preset's)")
+    make.add_argument("--cutoff", type=float, help="plane-wave CUTOFF, Ry (default: the preset's)")
+    make.add_argument("--rel-cutoff", type=float, help="REL_CUTOFF, Ry (default: the preset's)")
+    make.add_argument("--project", default=defaults.project, help="CP2K project name (output file prefix)")
+    make.add_argument("--seed", type=int, help="seed of the water box and of CP2K")
+    make.add_argument("--print-every", type=int, default=defaults.print_every, help="output every N steps")
+    make.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION/KEY=VALUE",
+                      help="set any CP2K keyword, e.g. FORCE_EVAL/DFT/SCF/EPS_SCF=1e-6 (repeatable)")
+    make.add_argument("--out", required=True, help="the input file to write (its folder is the run folder)")
+    make.set_defaults(func=write_command)
+
+    run = commands.add_parser("run", help="run CP2K on an input (or its folder) and read the trajectory")
+    run.add_argument("path", metavar="INPUT_OR_DIR")
+    run.add_argument("--restart", action="store_true", help="continue from the run's .restart file")
+    run.add_argument("--steps", type=int,
+                     help="steps to add when continuing (default: up to the input's STEPS)")
+    run.add_argument("--exe", help="CP2K executable (default: cp2k.psmp or cp2k on PATH)")
+    run.add_argument("--threads", type=int, default=2, help="OMP_NUM_THREADS (default 2)")
+    run.set_defaults(func=run_command)
+
+
+def write_command(args: argparse.Namespace) -> int:
+    settings = MDSettings(
+        preset=args.preset, project=args.project, steps=args.steps, timestep_fs=args.timestep,
+        temperature_K=args.temperature, ensemble=args.ensemble, basis=args.basis, cutoff_Ry=args.cutoff,
+        rel_cutoff_Ry=args.rel_cutoff, seed=args.seed, print_every=args.print_every,
+    )
+    if args.waters is not None:
+        section = water_input(args.waters, settings, args.density, args.overrides)
+    else:
+        path, frame = _path_and_frame(args.source)
+        section = frame_input(read_trajectory(path), frame, settings, args.overrides)
+    print(f"wrote {write_input(section, args.out)}")
+    return 0
+
+
+def _path_and_frame(source: str) -> tuple[str, int]:
+    """``"run:12"`` -> ``("run", 12)``; no frame -> the last (-1)."""
+    path, _, frame = source.rpartition(":")
+    if path and frame.lstrip("-").isdigit():
+        return path, int(frame)
+    return source, -1
+
+
+def run_command(args: argparse.Namespace) -> int:
+    try:
+        trajectory = run_cp2k(
+            args.path, restart=args.restart, steps=args.steps, exe=args.exe, threads=args.threads
+        )
+    except CP2KError as err:
+        raise ValueError(str(err)) from err
+    steps = trajectory.steps
+    print(
+        f"{trajectory.source}: {len(steps)} frames, steps {steps[0]}-{steps[-1]}, {trajectory.n_atoms} atoms, "
+        f"{np.nanmean(trajectory.used_time[1:]):.3g} s per step"
+    )
+    return 0

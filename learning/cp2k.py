@@ -1,0 +1,377 @@
+"""Reading CP2K molecular-dynamics runs into the project's units (the only place CP2K units appear).
+
+A run is its input file plus the files CP2K prints beside it::
+
+    PROJECT-pos-1.xyz   positions, angstrom          comment line: i = STEP, time = FS, E = HARTREE
+    PROJECT-vel-1.xyz   velocities, bohr / a.u. time
+    PROJECT-frc-1.xyz   forces, hartree / bohr
+    PROJECT-1.ener      step, time [fs], kinetic [Ha], temperature [K], potential [Ha],
+                        conserved quantity [Ha], used time [s]
+
+Any of them may be ``.gz`` or ``.xz`` compressed.  Frames are matched across files by the step
+index of the comment lines.  A truncated last frame (a killed run) is dropped with a warning;
+anything else malformed is a ``ValueError`` naming the file and line.
+"""
+
+from __future__ import annotations
+
+import gzip
+import lzma
+import re
+import warnings
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from agents.species import species as make_species
+from environment.space import unwrap
+from environment.units import ACCEL_EV_PER_AMU_A
+
+# CODATA 2006, as CP2K 2023.1 converts (its src/common/physcon.F).
+BOHR_A = 0.52917720859
+HARTREE_EV = 27.2113838566
+FORCE_AU_EV_PER_A = 51.4220631857
+TIME_AU_FS = 0.0241888432650
+VELOCITY_AU_A_PER_FS = 21.8769125415
+
+COMPRESSED = ("", ".xz", ".gz")
+_STEP = re.compile(r"\bi\s*=\s*(-?\d+)")
+_TIME = re.compile(r"\btime\s*=\s*([-+0-9.eE]+)")
+
+
+def default_data_path() -> Path:
+    """The embedded default run: 32 waters, CP2K 2023.1 DFT (see ``learning/data/h2o-32/README.md``)."""
+    return Path(__file__).resolve().parent / "data" / "h2o-32" / "h2o-32.inp"
+
+
+def open_text(path: Path):
+    """Open a text file, decompressing ``.xz`` and ``.gz`` transparently."""
+    path = Path(path)
+    if path.suffix == ".xz":
+        return lzma.open(path, "rt")
+    if path.suffix == ".gz":
+        return gzip.open(path, "rt")
+    return path.open("r")
+
+
+def find_file(directory: Path, name: str) -> Path | None:
+    """``directory/name`` or its compressed ``.xz``/``.gz`` copy, if any exists."""
+    for suffix in COMPRESSED:
+        candidate = directory / (name + suffix)
+        if candidate.exists():
+            return candidate
+    return None
+
+
+# -- the input file --------------------------------------------------------------------------
+@dataclass
+class RunSettings:
+    """What the reader needs from a CP2K input (or ``.restart``) file."""
+
+    project: str
+    box: float | None
+    timestep: float | None
+    elements: dict[str, str]
+
+
+def read_input(path) -> RunSettings:
+    """PROJECT, cubic cell side (angstrom), TIMESTEP (fs) and kind -> element from a CP2K input."""
+    path = Path(path)
+    sections: list[str] = []
+    project, timestep, abc, vectors, elements, kind = None, None, None, {}, {}, None
+    with open_text(path) as handle:
+        for number, raw in enumerate(handle, 1):
+            line = raw.split("!")[0].split("#")[0].strip()
+            if not line:
+                continue
+            words = line.split()
+            key = words[0].upper()
+            if key.startswith("&END"):
+                sections = sections[:-1]
+                kind = None
+                continue
+            if key.startswith("&"):
+                sections.append(key[1:])
+                if key == "&KIND" and len(words) > 1:
+                    kind = words[1]
+                    elements.setdefault(kind, re.sub(r"[^A-Za-z].*$", "", kind).capitalize())
+                continue
+            where = sections[-1] if sections else ""
+            try:
+                if where == "GLOBAL" and key in ("PROJECT", "PROJECT_NAME"):
+                    project = words[1]
+                elif where == "MD" and key == "TIMESTEP":
+                    timestep = float(words[-1])
+                elif where == "CELL" and key == "ABC":
+                    abc = [float(w) for w in words[1:] if not w.startswith("[")]
+                elif where == "CELL" and key in ("A", "B", "C"):
+                    vectors[key] = [float(w) for w in words[1:] if not w.startswith("[")]
+                elif where == "KIND" and key == "ELEMENT" and kind is not None:
+                    elements[kind] = words[1].capitalize()
+            except (ValueError, IndexError):
+                raise ValueError(f"{path}, line {number}: cannot read {line!r}") from None
+    if project is None:
+        raise ValueError(f"{path}: no PROJECT in &GLOBAL")
+    if abc is None and len(vectors) == 3:
+        matrix = np.array([vectors[k] for k in "ABC"])
+        if np.any(np.abs(matrix - np.diag(np.diag(matrix))) > 1e-8):
+            raise ValueError(f"{path}: the cell is not orthorhombic; only cubic boxes are supported")
+        abc = list(np.diag(matrix))
+    box = None
+    if abc is not None:
+        if len(abc) != 3 or max(abc) - min(abc) > 1e-8 * max(abc):
+            raise ValueError(f"{path}: the cell {abc} is not cubic; only cubic boxes are supported")
+        box = abc[0]
+    return RunSettings(project, box, timestep, elements)
+
+
+# -- xyz trajectories ------------------------------------------------------------------------
+@dataclass
+class XYZFrames:
+    """Frames of one CP2K xyz file, keyed by step."""
+
+    path: Path
+    symbols: list[str]
+    steps: np.ndarray
+    times: np.ndarray
+    values: np.ndarray  # (F, N, 3) in the file's units
+    lines: np.ndarray  # line number of each frame's header
+
+
+def read_xyz(path) -> XYZFrames:
+    """All complete frames of a CP2K ``.xyz`` trajectory; a truncated last frame is dropped."""
+    path = Path(path)
+    with open_text(path) as handle:
+        lines = handle.read().splitlines()
+    symbols, steps, times, values, starts = None, [], [], [], []
+    position = 0
+    while position < len(lines):
+        header = lines[position].strip()
+        if not header:
+            position += 1
+            continue
+        start = position + 1
+        try:
+            n = int(header)
+        except ValueError:
+            raise ValueError(f"{path}, line {start}: expected an atom count, found {header!r}") from None
+        if position + 2 + n > len(lines):
+            warnings.warn(f"{path}: the last frame (line {start}) is incomplete and was dropped", stacklevel=3)
+            break
+        comment = lines[position + 1]
+        step = _STEP.search(comment)
+        if step is None:
+            raise ValueError(f"{path}, line {start + 1}: no step index 'i = N' in {comment.strip()!r}")
+        time = _TIME.search(comment)
+        frame_symbols, frame = [], np.empty((n, 3))
+        for row in range(n):
+            number = position + 3 + row
+            words = lines[number - 1].split()
+            try:
+                if len(words) != 4:
+                    raise ValueError
+                frame[row] = [float(w) for w in words[1:]]
+            except ValueError:
+                if number == len(lines) and row < n:
+                    warnings.warn(f"{path}: the last frame (line {start}) is incomplete and was dropped", stacklevel=3)
+                    break
+                raise ValueError(f"{path}, line {number}: expected 'SYMBOL x y z', found {lines[number - 1]!r}") from None
+            if not np.all(np.isfinite(frame[row])):
+                raise ValueError(f"{path}, line {number}: non-finite number in {lines[number - 1]!r}")
+            frame_symbols.append(words[0])
+        else:
+            if symbols is None:
+                symbols = frame_symbols
+            elif frame_symbols != symbols:
+                raise ValueError(f"{path}, line {start}: the atoms (count or order) differ from the first frame")
+            steps.append(int(step.group(1)))
+            times.append(float(time.group(1)) if time else np.nan)
+            values.append(frame)
+            starts.append(start)
+            position += 2 + n
+            continue
+        break
+    if not values:
+        raise ValueError(f"{path}: no complete frame")
+    steps = np.array(steps)
+    order = _check_steps(path, steps, np.array(starts))
+    return XYZFrames(path, symbols, steps[order], np.array(times)[order], np.array(values)[order],
+                     np.array(starts)[order])
+
+
+def _check_steps(path, steps, lines) -> np.ndarray:
+    """Indices keeping the last copy of a repeated step (a restarted run repeats its first step);
+    ``ValueError`` at a gap or a step that goes backwards."""
+    keep = np.ones(len(steps), bool)
+    for i in range(1, len(steps)):
+        if steps[i] == steps[i - 1]:
+            keep[i - 1] = False
+    kept = np.flatnonzero(keep)
+    stride = np.diff(steps[kept])
+    if len(stride) and (stride.min() <= 0 or np.any(stride != stride[0])):
+        bad = kept[1:][np.flatnonzero((stride <= 0) | (stride != stride[0]))[0]]
+        raise ValueError(f"{path}, line {lines[bad]}: step {steps[bad]} breaks the sequence of steps "
+                         f"(missing or out-of-order frames)")
+    return kept
+
+
+def read_energies(path) -> dict[int, np.ndarray]:
+    """Rows of a CP2K ``.ener`` file by step: time, kinetic, temperature, potential, conserved, used time."""
+    path = Path(path)
+    rows = {}
+    with open_text(path) as handle:
+        for number, line in enumerate(handle, 1):
+            if not line.strip() or line.lstrip().startswith("#"):
+                continue
+            words = line.split()
+            try:
+                if len(words) != 7:
+                    raise ValueError
+                rows[int(words[0])] = np.array([float(w) for w in words[1:]])
+            except ValueError:
+                if number > 1 and not line.endswith("\n"):
+                    warnings.warn(f"{path}: the incomplete last line {number} was dropped", stacklevel=3)
+                    continue
+                raise ValueError(f"{path}, line {number}: expected 7 numbers, found {line.strip()!r}") from None
+    return rows
+
+
+# -- the trajectory --------------------------------------------------------------------------
+@dataclass
+class Trajectory:
+    """A CP2K MD run in the project's units (angstrom, fs, amu, eV, K); F frames of N atoms.
+
+    Attributes:
+        symbols: (N,) chemical elements.
+        masses: (N,) amu (CP2K's defaults).
+        box: cubic box side (angstrom).
+        dt: time between frames (fs).
+        steps, times: (F,) MD step index and time (fs).
+        positions: (F, N, 3) angstrom.
+        velocities: (F, N, 3) angstrom/fs, or None.
+        forces: (F, N, 3) eV/angstrom, or None.
+        accelerations: (F, N, 3) angstrom/fs^2: forces / mass, else finite differences.
+        kinetic_energy, potential_energy, conserved: (F,) eV; temperature (F,) K; used_time (F,) s
+            (NaN where the ``.ener`` file lacks the step).
+        source: where it was read from.
+    """
+
+    symbols: list[str]
+    masses: np.ndarray
+    box: float
+    dt: float
+    steps: np.ndarray
+    times: np.ndarray
+    positions: np.ndarray
+    velocities: np.ndarray | None
+    forces: np.ndarray | None
+    accelerations: np.ndarray
+    kinetic_energy: np.ndarray
+    potential_energy: np.ndarray
+    conserved: np.ndarray
+    temperature: np.ndarray
+    used_time: np.ndarray
+    source: str
+
+    def __len__(self) -> int:
+        return len(self.steps)
+
+    @property
+    def n_atoms(self) -> int:
+        return len(self.symbols)
+
+    def frames(self, indices) -> "Trajectory":
+        """The frames ``indices`` (a slice, a range or an index array) as a new Trajectory."""
+        pick = np.arange(len(self))[indices]
+        per_frame = {
+            name: getattr(self, name)[pick] if getattr(self, name) is not None else None
+            for name in ("steps", "times", "positions", "velocities", "forces", "accelerations",
+                         "kinetic_energy", "potential_energy", "conserved", "temperature", "used_time")
+        }
+        return replace(self, **per_frame)
+
+
+def _finite_difference(series, dt):
+    """Central differences along axis 0 (one-sided at the ends)."""
+    return np.gradient(series, dt, axis=0)
+
+
+def read_trajectory(path) -> Trajectory:
+    """Read a CP2K MD run from its directory or input file (``.inp``), converting units here.
+
+    Args:
+        path: the run directory (one ``*.inp`` inside) or the input file itself.
+
+    Returns:
+        A :class:`Trajectory` of the frames present in every trajectory file.
+    """
+    path = Path(path)
+    if path.is_dir():
+        inputs = sorted(p for p in path.iterdir() if p.name.endswith(tuple(".inp" + s for s in COMPRESSED)))
+        if len(inputs) != 1:
+            raise ValueError(f"{path}: expected one CP2K input file (*.inp) in the directory, found {len(inputs)}")
+        path = inputs[0]
+    if not path.exists():
+        raise ValueError(f"CP2K data {path} does not exist")
+    settings = read_input(path)
+    directory = path.parent
+    project = settings.project
+    if settings.box is None:
+        restart = find_file(directory, f"{project}-1.restart")
+        settings.box = read_input(restart).box if restart else None
+        if settings.box is None:
+            raise ValueError(f"{path}: no &CELL ABC in the input and no {project}-1.restart beside it")
+
+    position_file = find_file(directory, f"{project}-pos-1.xyz")
+    if position_file is None:
+        raise ValueError(f"{directory}: no {project}-pos-1.xyz (or .xz/.gz) beside the input")
+    files = {"pos": read_xyz(position_file)}
+    for name in ("vel", "frc"):
+        found = find_file(directory, f"{project}-{name}-1.xyz")
+        if found is not None:
+            files[name] = read_xyz(found)
+    for name, frames in files.items():
+        if frames.symbols != files["pos"].symbols:
+            raise ValueError(f"{frames.path}, line {frames.lines[0]}: the atoms differ from {position_file.name}")
+
+    steps = files["pos"].steps
+    for frames in files.values():
+        steps = np.intersect1d(steps, frames.steps)
+    if len(steps) == 0:
+        raise ValueError(f"{directory}: the trajectory files share no step")
+    for frames in files.values():
+        if len(frames.steps) > len(steps) and frames.steps[len(steps)] > steps[-1] and np.array_equal(frames.steps[: len(steps)], steps):
+            warnings.warn(f"{frames.path}: {len(frames.steps) - len(steps)} frames beyond step {steps[-1]} "
+                          "are missing from another file and were dropped", stacklevel=2)
+        elif not np.all(np.isin(frames.steps, steps) | (frames.steps > steps[-1])):
+            raise ValueError(f"{frames.path}: its steps do not match the other trajectory files")
+    pick = {name: np.searchsorted(frames.steps, steps) for name, frames in files.items()}
+
+    symbols = [settings.elements.get(label, re.sub(r"[^A-Za-z].*$", "", label).capitalize())
+               for label in files["pos"].symbols]
+    masses = np.array([make_species(s).mass for s in symbols])
+    positions = files["pos"].values[pick["pos"]]
+    times = files["pos"].times[pick["pos"]]
+    dt = float(np.median(np.diff(times))) if len(times) > 1 else (settings.timestep or np.nan)
+    velocities = files["vel"].values[pick["vel"]] * VELOCITY_AU_A_PER_FS if "vel" in files else None
+    forces = files["frc"].values[pick["frc"]] * FORCE_AU_EV_PER_A if "frc" in files else None
+    if forces is not None:
+        accelerations = forces / masses[None, :, None] * ACCEL_EV_PER_AMU_A
+    elif velocities is not None and len(steps) > 1:
+        accelerations = _finite_difference(velocities, dt)
+    elif len(steps) > 2:
+        accelerations = _finite_difference(_finite_difference(unwrap(positions, settings.box), dt), dt)
+    else:
+        raise ValueError(f"{directory}: neither forces, velocities nor enough positions to get accelerations")
+
+    energy_file = find_file(directory, f"{project}-1.ener")
+    energies = read_energies(energy_file) if energy_file else {}
+    table = np.array([energies.get(int(s), np.full(6, np.nan)) for s in steps])
+    return Trajectory(
+        symbols=symbols, masses=masses, box=float(settings.box), dt=dt, steps=steps, times=times,
+        positions=positions, velocities=velocities, forces=forces, accelerations=accelerations,
+        kinetic_energy=table[:, 1] * HARTREE_EV, potential_energy=table[:, 3] * HARTREE_EV,
+        conserved=table[:, 4] * HARTREE_EV, temperature=table[:, 2], used_time=table[:, 5],
+        source=str(path),
+    )

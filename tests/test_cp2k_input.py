@@ -1,0 +1,246 @@
+"""CP2K input writer, runner helpers and ``mld cp2k input``: everything that needs no CP2K."""
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from experiments.cli import main
+from learning.cp2k_input import (
+    ANGSTROM_FS_PER_BOHR_AUT,
+    MDSettings,
+    Section,
+    apply_override,
+    frame_input,
+    md_input,
+    water_input,
+)
+from learning.cp2k_run import (
+    CP2KError,
+    _continuation,
+    _keyword,
+    abort_message,
+    find_executable,
+    run_cp2k,
+    trim_output,
+)
+
+SYMBOLS = ["O", "H", "H"]
+POSITIONS = np.array([[1.0, 1.0, 1.0], [1.757, 1.586, 1.0], [0.243, 1.586, 1.0]])
+
+
+def keywords(root: Section, path: str) -> dict:
+    node = root
+    for name in path.split("/"):
+        node = node.find(name)
+        assert node is not None, f"no section {path}"
+    return node.keywords
+
+
+def test_sections_render_as_cp2k_text():
+    root = Section(None)
+    scf = root.add("force_eval", METHOD="QS").add("SCF", EPS_SCF=1e-5, MAX_SCF=30)
+    scf.add("OT", "ON", minimizer="DIIS")
+    root.add("COORD").rows = ["O 0.0 0.0 0.0"]
+    assert root.render() == (
+        "&FORCE_EVAL\n  METHOD QS\n  &SCF\n    EPS_SCF 1e-05\n    MAX_SCF 30\n"
+        "    &OT ON\n      MINIMIZER DIIS\n    &END OT\n  &END SCF\n&END FORCE_EVAL\n"
+        "&COORD\n  O 0.0 0.0 0.0\n&END COORD\n"
+    )
+
+
+def test_default_input_has_the_papers_settings():
+    root = md_input(SYMBOLS, POSITIONS, 9.8528)
+    assert keywords(root, "GLOBAL") == {"PROJECT": "mld", "RUN_TYPE": "MD", "PRINT_LEVEL": "LOW"}
+    md = keywords(root, "MOTION/MD")
+    assert (md["ENSEMBLE"], md["TIMESTEP"], md["TEMPERATURE"], md["STEPS"]) == ("NVE", 0.5, 300.0, 1000)
+    assert keywords(root, "FORCE_EVAL/DFT/MGRID") == {"CUTOFF": 280.0, "REL_CUTOFF": 30.0}
+    assert keywords(root, "FORCE_EVAL/DFT/SCF/OT")["MINIMIZER"] == "DIIS"
+    assert root.section("FORCE_EVAL/DFT/XC/XC_FUNCTIONAL").parameter == "PADE"
+    kind = root.section("FORCE_EVAL/SUBSYS/KIND O").keywords
+    assert kind == {"ELEMENT": "O", "BASIS_SET": "TZV2P-GTH", "POTENTIAL": "GTH-PADE"}
+    for name in ("TRAJECTORY", "VELOCITIES", "FORCES", "RESTART"):
+        assert keywords(root, f"MOTION/PRINT/{name}/EACH") == {"MD": 1}
+    assert keywords(root, "MOTION/MD/PRINT/ENERGY/EACH") == {"MD": 1}
+    text = root.render()
+    assert "ABC 9.8528 9.8528 9.8528" in text and "&VELOCITY" not in text
+    assert "O       1.00000000      1.00000000      1.00000000" in text
+
+
+def test_velocities_are_written_in_bohr_per_atomic_time_unit():
+    velocities = np.array([[0.01, -0.02, 0.003], [0.05, 0.0, -0.04], [-0.03, 0.02, 0.01]])
+    rows = md_input(SYMBOLS, POSITIONS, 5.0, velocities).section("FORCE_EVAL/SUBSYS/VELOCITY").rows
+    written = np.array([row.split() for row in rows], dtype=float)
+    np.testing.assert_allclose(written * ANGSTROM_FS_PER_BOHR_AUT, velocities, rtol=1e-9)
+
+
+@pytest.mark.parametrize(
+    "preset, basis, cutoff",
+    [
+        ("dzvp", "DZVP-MOLOPT-SR-GTH", 280.0),
+        ("szv", "SZV-MOLOPT-SR-GTH", 200.0),
+        ("paper", "TZV2P-GTH", 280.0),
+    ],
+)
+def test_dft_presets(preset, basis, cutoff):
+    root = md_input(SYMBOLS, POSITIONS, 5.0, settings=MDSettings(preset=preset))
+    assert root.section("FORCE_EVAL/SUBSYS/KIND H").keywords["BASIS_SET"] == basis
+    assert keywords(root, "FORCE_EVAL/DFT/MGRID")["CUTOFF"] == cutoff
+
+
+def test_xtb_preset_and_setting_overrides():
+    settings = MDSettings(preset="xtb", project="w", steps=7, timestep_fs=0.25, ensemble="nvt", seed=3)
+    root = md_input(SYMBOLS, POSITIONS, [5.0, 6.0, 7.0], settings=settings)
+    assert keywords(root, "FORCE_EVAL/DFT/QS")["METHOD"] == "XTB"
+    assert keywords(root, "FORCE_EVAL/DFT/QS/XTB")["DO_EWALD"] is True
+    assert root.section("FORCE_EVAL/DFT").find("MGRID") is None
+    assert "BASIS_SET" not in root.section("FORCE_EVAL/SUBSYS/KIND H").keywords
+    assert keywords(root, "GLOBAL")["SEED"] == 3 and keywords(root, "GLOBAL")["PROJECT"] == "w"
+    assert keywords(root, "MOTION/MD")["ENSEMBLE"] == "NVT"
+    assert keywords(root, "MOTION/MD/THERMOSTAT/NOSE") == {"LENGTH": 3, "TIMECON": 100.0}
+    assert "ABC 5.0 6.0 7.0" in root.render()
+    with pytest.raises(ValueError, match="xtb preset has no basis"):
+        md_input(SYMBOLS, POSITIONS, 5.0, settings=MDSettings(preset="xtb", cutoff_Ry=300))
+    custom = MDSettings(preset="szv", basis="DZVP-MOLOPT-GTH", cutoff_Ry=350.0)
+    root = md_input(SYMBOLS, POSITIONS, 5.0, settings=custom)
+    assert root.section("FORCE_EVAL/SUBSYS/KIND O").keywords["BASIS_SET"] == "DZVP-MOLOPT-GTH"
+    assert keywords(root, "FORCE_EVAL/DFT/MGRID")["CUTOFF"] == 350.0
+
+
+def test_apply_override_sets_keywords_parameters_and_new_sections():
+    root = md_input(SYMBOLS, POSITIONS, 5.0)
+    apply_override(root, "force_eval/dft/scf/eps_scf=1e-6")
+    apply_override(root, "FORCE_EVAL/DFT/SCF/OT=OFF")
+    apply_override(root, "MOTION/MD/THERMOSTAT/NOSE/TIMECON=100")
+    apply_override(root, "FORCE_EVAL/SUBSYS/KIND H/MASS=2.014")
+    assert keywords(root, "FORCE_EVAL/DFT/SCF")["EPS_SCF"] == "1e-6"
+    assert root.section("FORCE_EVAL/DFT/SCF/OT").parameter == "OFF"
+    assert keywords(root, "MOTION/MD/THERMOSTAT/NOSE") == {"TIMECON": "100"}
+    assert root.section("FORCE_EVAL/SUBSYS/KIND H").keywords["MASS"] == "2.014"
+    for bad in ("MOTION/MD/STEPS", "STEPS=3", "MOTION/MD/STEPS="):
+        with pytest.raises(ValueError, match="override"):
+            apply_override(root, bad)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"positions": POSITIONS[:2]}, "positions must be finite with shape"),
+        ({"box": -1.0}, "box must be positive"),
+        ({"velocities": np.full((3, 3), np.nan)}, "velocities must be finite"),
+        ({"settings": MDSettings(preset="pm6")}, "unknown CP2K preset"),
+        ({"settings": MDSettings(steps=-1)}, "steps must be >= 0"),
+    ],
+)
+def test_md_input_rejects_bad_input(kwargs, message):
+    arguments = {"symbols": SYMBOLS, "positions": POSITIONS, "box": 5.0} | kwargs
+    with pytest.raises(ValueError, match=message):
+        md_input(**arguments)
+
+
+def test_water_input_and_frame_input():
+    root = water_input(2, MDSettings(preset="xtb", seed=1))
+    assert len(root.section("FORCE_EVAL/SUBSYS/COORD").rows) == 6
+    assert len(root.section("FORCE_EVAL/SUBSYS/VELOCITY").rows) == 6
+    trajectory = SimpleNamespace(
+        symbols=SYMBOLS, box=5.0, positions=np.stack([POSITIONS, POSITIONS + 0.5]),
+        velocities=np.zeros((2, 3, 3)),
+    )
+    rows = frame_input(trajectory, 1).section("FORCE_EVAL/SUBSYS/COORD").rows
+    assert rows[0].split() == ["O", "1.50000000", "1.50000000", "1.50000000"]
+    with pytest.raises(ValueError, match="outside the trajectory's 2 frames"):
+        frame_input(trajectory, 2)
+
+
+ABORT_OUTPUT = """
+ *******************************************************************************
+ *   ___                                                                       *
+ *  /   \\                                                                      *
+ * [ABORT]                                                                     *
+ *  \\___/     The requested basis set <NO-SUCH-BASIS> for element <O> was not  *
+ *    |                 found in the basis set files <BASIS_MOLOPT>            *
+ *  O/|                                                                        *
+ * /| |                                                                        *
+ * / \\                                          aobasis/basis_set_types.F:1509 *
+ *******************************************************************************
+"""
+
+
+def test_abort_message_quotes_cp2ks_box():
+    assert abort_message(ABORT_OUTPUT) == (
+        "The requested basis set <NO-SUCH-BASIS> for element <O> was not found in the basis set files "
+        "<BASIS_MOLOPT> (at aobasis/basis_set_types.F:1509)"
+    )
+    assert abort_message("all fine") is None
+
+
+def test_missing_executable_says_how_to_install(monkeypatch):
+    monkeypatch.setenv("PATH", "/nonexistent")
+    with pytest.raises(CP2KError, match="apt-get install cp2k"):
+        find_executable()
+    with pytest.raises(CP2KError, match="tried /no/such/cp2k.*apt-get install cp2k"):
+        find_executable("/no/such/cp2k")
+
+
+def test_run_refuses_to_mix_a_fresh_run_with_old_output(tmp_path):
+    settings = MDSettings(project="w")
+    (tmp_path / "w.inp").write_text(md_input(SYMBOLS, POSITIONS, 5.0, settings=settings).render())
+    (tmp_path / "w-1.ener").write_text("")
+    with pytest.raises(ValueError, match="already holds output of project 'w'"):
+        run_cp2k(tmp_path)
+    with pytest.raises(ValueError, match="no restart file"):
+        run_cp2k(tmp_path, restart=True)
+
+
+def test_continuation_input_sets_steps_and_ext_restart():
+    text = md_input(SYMBOLS, POSITIONS, 5.0, settings=MDSettings(steps=20)).render()
+    continued = _continuation(text, "mld-1.restart", 5)
+    assert _keyword(text, "MOTION/MD", ("STEPS",)) == "20"
+    assert _keyword(continued, "MOTION/MD", ("STEPS",)) == "5"
+    assert _keyword(continued, "EXT_RESTART", ("RESTART_FILE_NAME",)) == "mld-1.restart"
+    assert _keyword(text.replace("    STEPS 20\n", ""), "MOTION/MD", ("STEPS",)) is None
+    assert _keyword(_continuation(text.replace("    STEPS 20\n", ""), "r", 4), "MOTION/MD", ("STEPS",)) == "4"
+
+
+def test_keywords_of_the_shared_input(shared_cp2k_dir):
+    text = (shared_cp2k_dir / "h2o-32.inp").read_text()
+    assert _keyword(text, "GLOBAL", ("PROJECT", "PROJECT_NAME")) == "h2o-32"
+    assert _keyword(text, "MOTION/MD", ("STEPS",)) == "20000"
+
+
+def xyz_frame(step: int) -> str:
+    return f"2\n i = {step:8d}, time = {0.5 * step:8.3f}, E = -1.0\n H 0 0 0\n H 0 0 {step}\n"
+
+
+def test_trim_output_drops_frames_after_the_restart_step_and_partial_records(tmp_path):
+    xyz = tmp_path / "w-pos-1.xyz"
+    xyz.write_text("".join(xyz_frame(step) for step in range(5)) + "2\n i = 5, time = 2.5\n H 0 0")
+    trim_output(xyz, 3)
+    assert xyz.read_text() == "".join(xyz_frame(step) for step in range(4))
+    ener = tmp_path / "w-1.ener"
+    rows = [f"{step} {0.5 * step} 1 2 3 4 5\n" for step in range(5)]
+    ener.write_text("# header\n" + "".join(rows) + "5 2.5 1 2")
+    trim_output(ener, 3)
+    assert ener.read_text() == "# header\n" + "".join(rows[:4])
+    trim_output(tmp_path / "absent.xyz", 3)
+
+
+def test_cli_writes_an_input(tmp_path, capsys):
+    out = tmp_path / "run" / "w.inp"
+    argv = ["cp2k", "input", "--waters", "2", "--preset", "xtb", "--steps", "5", "--seed", "4",
+            "--set", "MOTION/MD/TEMPERATURE=250", "--project", "w", "--out", str(out)]
+    assert main(argv) == 0
+    text = out.read_text()
+    assert "STEPS 5" in text and "TEMPERATURE 250" in text and "METHOD XTB" in text
+    assert text.count("\n      O ") == 2 and "&VELOCITY" in text
+    assert main(argv[:-4] + ["--set", "bad", "--out", str(out)]) == 2
+    assert "override must look like SECTION/KEY=VALUE" in capsys.readouterr().err
+
+
+def test_cli_input_from_a_frame_of_the_shared_run(tmp_path, shared_cp2k_dir):
+    out = tmp_path / "h2o.inp"
+    argv = ["cp2k", "input", "--from", f"{shared_cp2k_dir}:3", "--preset", "dzvp", "--out", str(out)]
+    assert main(argv) == 0
+    text = out.read_text()
+    assert text.count("\n      H ") == 64 and text.count("\n      O ") == 32 and "&VELOCITY" in text
+    assert "ABC 9.8528 9.8528 9.8528" in text

@@ -1,0 +1,119 @@
+"""Runs the real CP2K: a tiny GFN1-xTB MD of two waters, continued from its restart file.
+
+Skipped only where no CP2K executable exists (CI installs it: ``apt-get install cp2k``).
+"""
+
+import os
+import subprocess
+import time
+
+import numpy as np
+import pytest
+
+from environment.units import EV_PER_AMU_A2_FS2, KB_EV_PER_K
+from experiments.cli import main
+from learning.cp2k import read_trajectory
+from learning.cp2k_input import MDSettings, water_input, write_input
+from learning.cp2k_run import CP2KError, find_executable, run_cp2k
+
+
+def _have_cp2k() -> bool:
+    try:
+        find_executable()
+    except CP2KError:
+        return False
+    return True
+
+
+pytestmark = [pytest.mark.cp2k, pytest.mark.skipif(not _have_cp2k(), reason="CP2K is not installed")]
+
+SETTINGS = MDSettings(preset="xtb", project="w2", steps=6, seed=7)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """The first sitting (steps 0-6), the whole run after continuing by 4 steps (0-10), its folder."""
+    run_dir = tmp_path_factory.mktemp("cp2k_xtb")
+    write_input(water_input(2, SETTINGS), run_dir / "w2.inp")
+    first = run_cp2k(run_dir, threads=1, progress=False)
+    continued = run_cp2k(run_dir, restart=True, steps=4, threads=1, progress=False)
+    return first, continued, run_dir
+
+
+def test_frames_steps_and_times(runs):
+    first, continued, run_dir = runs
+    assert list(first.steps) == list(range(7))
+    assert list(continued.steps) == list(range(11))  # continued, no repeated restart frame
+    assert continued.dt == pytest.approx(0.5)
+    np.testing.assert_allclose(continued.times, 0.5 * np.arange(11), atol=1e-9)
+    assert continued.positions.shape == continued.velocities.shape == continued.forces.shape == (11, 6, 3)
+    np.testing.assert_array_equal(continued.positions[:7], first.positions)
+    assert list(continued.symbols) == ["O", "H", "H"] * 2
+    np.testing.assert_array_equal(read_trajectory(run_dir).steps, continued.steps)  # the folder reads too
+
+
+def test_units_temperature_kinetic_energy_and_work(runs):
+    _, run, _ = runs
+    # The input's velocities (Å/fs, drawn at exactly 300 K) come back as CP2K's 300 K at step 0
+    # (CP2K's CODATA-2006 k_B differs from the project's by 1e-6).
+    assert run.temperature[0] == pytest.approx(SETTINGS.temperature_K, rel=1e-5)
+    n_dof = 3 * len(run.symbols) - 3
+    assert run.kinetic_energy[0] == pytest.approx(0.5 * n_dof * KB_EV_PER_K * 300.0, rel=1e-5)
+    kinetic = 0.5 * np.sum(run.masses[None, :, None] * run.velocities**2, axis=(1, 2)) * EV_PER_AMU_A2_FS2
+    np.testing.assert_allclose(kinetic, run.kinetic_energy, rtol=1e-5)
+    # Forces (eV/Å) against CP2K's own potential energy (eV): the work along the path is -ΔV.
+    mean_forces = 0.5 * (run.forces[1:] + run.forces[:-1])
+    work = np.cumsum(np.sum(mean_forces * np.diff(run.positions, axis=0), axis=(1, 2)))
+    drop = run.potential_energy[0] - run.potential_energy[1:]
+    assert np.ptp(run.potential_energy) > 0.01
+    assert np.max(np.abs(work - drop)) < 0.02 * np.ptp(run.potential_energy)
+
+
+def test_conserved_quantity_is_steady_across_the_restart(runs):
+    _, run, _ = runs
+    exchange = np.ptp(run.kinetic_energy)
+    assert exchange > 0.01
+    assert np.ptp(run.conserved) < 0.05 * exchange
+    assert np.all(run.used_time[1:] > 0)
+
+
+def test_continuing_a_finished_run_needs_steps(runs):
+    with pytest.raises(ValueError, match="give steps"):
+        run_cp2k(runs[2], restart=True, progress=False)
+
+
+def test_a_killed_run_continues_without_repeated_frames(tmp_path):
+    settings = MDSettings(preset="xtb", project="k", steps=100000, seed=3)
+    write_input(water_input(2, settings), tmp_path / "k.inp")
+    process = subprocess.Popen([find_executable(), "-i", "k.inp"], cwd=tmp_path, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    ener = tmp_path / "k-1.ener"
+    deadline = time.time() + 60
+    while time.time() < deadline and (not ener.exists() or len(ener.read_text().splitlines()) < 6):
+        time.sleep(0.05)
+    process.kill()
+    process.wait()
+    run = run_cp2k(tmp_path, restart=True, steps=3, threads=1, progress=False)
+    assert list(run.steps) == list(range(len(run.steps))) and len(run.steps) >= 8
+    assert len(run.positions) == len(run.velocities) == len(run.forces) == len(run.steps)
+
+
+def test_cp2k_abort_is_quoted(tmp_path):
+    broken = water_input(1, SETTINGS, overrides=["FORCE_EVAL/DFT/QS/NO_SUCH_KEYWORD=1"])
+    write_input(broken, tmp_path / "bad.inp")
+    with pytest.raises(CP2KError, match="unknown keyword NO_SUCH_KEYWORD in section QS .at input/"):
+        run_cp2k(tmp_path, threads=1, progress=False)
+
+
+def test_cli_runs_and_reports_aborts(tmp_path, capsys):
+    run_input = tmp_path / "cli" / "w1.inp"
+    xtb = ["cp2k", "input", "--waters", "1", "--preset", "xtb"]
+    assert main([*xtb, "--steps", "2", "--out", str(run_input)]) == 0
+    assert main(["cp2k", "run", str(run_input.parent), "--threads", "1"]) == 0
+    assert "3 frames, steps 0-2, 3 atoms" in capsys.readouterr().out
+    assert main(["cp2k", "run", str(run_input), "--restart", "--steps", "1", "--threads", "1"]) == 0
+    assert "4 frames, steps 0-3" in capsys.readouterr().out
+    bad = tmp_path / "bad" / "bad.inp"
+    main([*xtb, "--set", "MOTION/MD/ENSEMBLE=NOPE", "--out", str(bad)])
+    assert main(["cp2k", "run", str(bad), "--threads", "1"]) == 2
+    assert "mld: error: CP2K stopped" in capsys.readouterr().err
