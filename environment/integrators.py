@@ -83,10 +83,15 @@ class LearningDynamics(Integrator):
         self.tau = positive("tau", tau)
 
     def start(self, model) -> None:
-        # F such that the agents start with the given velocities: v = (tau/M) F.
-        scale = self.tau * ACCEL_EV_PER_AMU_A / model.masses[:, None]
-        model.forces[:] = model.velocities / scale
+        """Initial averaged force F, chosen so the agents move off with the given velocities v0.
+
+        The update below is a leapfrog in disguise (tau -> infinity: v_{n+1/2} = v_{n-1/2} + dt a_n),
+        so F starts half a step back, (tau / M) F = v0 - (dt/2) G0 / M: then the tau -> infinity
+        limit is exactly velocity Verlet's trajectory.
+        """
         model.losses_values[:], model.gradients[:] = model.evaluate(model.positions)
+        scale = self.tau * ACCEL_EV_PER_AMU_A / model.masses[:, None]
+        model.forces[:] = model.velocities / scale - (0.5 * self.dt / self.tau) * model.gradients
 
     def step(self, model) -> None:
         masses = model.masses[:, None]

@@ -11,7 +11,8 @@ from agents.nucleus import NucleusAgent
 from agents.species import species as make_species
 from environment.integrators import LearningDynamics, VelocityVerlet
 from environment.space import check_box, wrap
-from environment.units import EV_PER_AMU_A2_FS2, KB_EV_PER_K
+from environment.thermostats import kinetic_temperature
+from environment.units import EV_PER_AMU_A2_FS2
 from learning.invariants import source_index
 from learning.loss import AgentLosses
 
@@ -172,7 +173,7 @@ class MolecularModel(mesa.Model):
     @property
     def temperature(self) -> float:
         """Kinetic temperature in K, with N_f = 3N - 3 degrees of freedom."""
-        return 2.0 * self.kinetic_energy / (self.n_dof * KB_EV_PER_K)
+        return kinetic_temperature(self.velocities, self.masses)
 
     @property
     def potential_half_sum(self) -> float:

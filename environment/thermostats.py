@@ -20,6 +20,11 @@ def twice_kinetic_energy(velocities, masses) -> float:
     return float(np.sum(masses[:, None] * velocities**2) * EV_PER_AMU_A2_FS2)
 
 
+def kinetic_temperature(velocities, masses) -> float:
+    """Kinetic temperature (K) with N_f = 3N - 3 degrees of freedom (total momentum removed)."""
+    return twice_kinetic_energy(velocities, masses) / ((3 * len(masses) - 3) * KB_EV_PER_K)
+
+
 class NoseHooverChain:
     """A Nosé–Hoover chain of ``chain_length`` thermostats at ``temperature_K``.
 

@@ -56,14 +56,15 @@ class TimingExperiment(Experiment):
         traj = self.trajectory
         used = traj.used_time[1:]  # CP2K's first step includes its set-up
         cp2k = float(np.nanmedian(used))
-        thermostat = lambda: NoseHooverChain(float(np.mean(traj.temperature)), 25.0)  # noqa: E731
+        settings = dict(max_force=10.0, seed=cfg.seed)
+        thermostat = lambda: NoseHooverChain(float(np.mean(traj.temperature)), 25.0, chain_length=1)  # noqa: E731
         data_model = MolecularModel(traj.symbols, traj.positions[0], traj.box, self.losses,
-                                    velocities=traj.velocities[0], thermostat=thermostat(), seed=cfg.seed)
+                                    velocities=traj.velocities[0], thermostat=thermostat(), **settings)
         rows = [{"system": f"CP2K data ({traj.n_atoms} atoms)", "atoms": traj.n_atoms,
                  "learned_s_per_step": seconds_per_step(data_model, cfg.steps), "cp2k_s_per_step": cp2k}]
         for n in cfg.waters:
-            model = MolecularModel.water_box(n, self.losses, temperature_K=300.0, seed=cfg.seed,
-                                             thermostat=thermostat())
+            model = MolecularModel.water_box(n, self.losses, temperature_K=300.0, thermostat=thermostat(),
+                                             **settings)
             rows.append({"system": f"{n} waters", "atoms": 3 * n,
                          "learned_s_per_step": seconds_per_step(model, cfg.steps),
                          "cp2k_s_per_step": PAPER_CP2K_S_PER_STEP if n == 128 else np.nan})

@@ -341,11 +341,9 @@ def read_trajectory(path) -> Trajectory:
     if len(steps) == 0:
         raise ValueError(f"{directory}: the trajectory files share no step")
     for frames in files.values():
-        if len(frames.steps) > len(steps) and frames.steps[len(steps)] > steps[-1] and np.array_equal(frames.steps[: len(steps)], steps):
-            warnings.warn(f"{frames.path}: {len(frames.steps) - len(steps)} frames beyond step {steps[-1]} "
+        if len(frames.steps) > len(steps):
+            warnings.warn(f"{frames.path}: {len(frames.steps) - len(steps)} frames outside steps {steps[0]}-{steps[-1]} "
                           "are missing from another file and were dropped", stacklevel=2)
-        elif not np.all(np.isin(frames.steps, steps) | (frames.steps > steps[-1])):
-            raise ValueError(f"{frames.path}: its steps do not match the other trajectory files")
     pick = {name: np.searchsorted(frames.steps, steps) for name, frames in files.items()}
 
     symbols = [settings.elements.get(label, re.sub(r"[^A-Za-z].*$", "", label).capitalize())

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from environment.space import minimum_image
+from learning.switching import as_cutoff
 from learning.weights import WeightFunction, weight_functions
 
 
@@ -63,7 +64,8 @@ class InvariantSet:
         """(number of source species S, number of weight functions M)."""
         return len(self.sources), len(self.functions)
 
-    def compute(self, positions, box, species, sinks=None, gradient=True):
+    def compute(self, positions, box, species, sinks=None, gradient=True, *, cutoff=None, engine="numpy",
+                neighbors=None):
         """Invariants of many sink agents at once (the fast path).
 
         Args:
@@ -72,10 +74,24 @@ class InvariantSet:
             species: (N,) source-species index of every atom (see :func:`source_index`).
             sinks: indices of the sink agents (default: all N).
             gradient: also return d phi / d q_k.
+            cutoff: None (default: minimum image, all pairs) or r_c / a
+                :class:`~learning.switching.SmoothCutoff`: sums cut smoothly by w -> w S(r).
+            engine: ``"numpy"`` (default, this method) or ``"numba"`` (:func:`learning.kernels.invariants`).
+            neighbors: a :class:`~environment.neighbors.NeighborList` for the numba engine's cutoff mode.
 
         Returns:
             phi of shape (n_sinks, S, M) and, if ``gradient``, dphi of shape (n_sinks, S, M, 3).
         """
+        if engine == "numba":
+            from learning.kernels import invariants
+
+            return invariants(self.functions, positions, box, species, len(self.sources), sinks, gradient,
+                              cutoff=cutoff, neighbors=neighbors)
+        if engine != "numpy":
+            raise ValueError(f"engine must be 'numpy' or 'numba', got {engine!r}")
+        switch = as_cutoff(cutoff)
+        if switch is not None:
+            switch.check_box(box)
         positions = np.asarray(positions, dtype=float)
         sinks = np.arange(len(positions)) if sinks is None else np.asarray(sinks, dtype=np.intp)
         n_species, n_functions = self.shape
@@ -88,21 +104,27 @@ class InvariantSet:
         own = (np.arange(len(sinks)), sinks)
         r[own] = 1.0  # a safe placeholder: an agent does not see itself, its terms are zeroed
 
+        if switch is not None:
+            s, ds = switch.value(r), switch.derivative(r)
         phi = np.empty((len(sinks), n_species, n_functions))
         dphi = np.empty((len(sinks), n_species, n_functions, 3)) if gradient else None
         for m, w in enumerate(self.functions):
-            value = w.value(r)
+            value = w.value(r) if switch is None else w.value(r) * s
             value[own] = 0.0
             phi[:, :, m] = value @ onehot
             if gradient:
-                g = w.derivative(r) / r  # (n_sinks, N)
+                dw = w.derivative(r) if switch is None else w.derivative(r) * s + w.value(r) * ds
+                g = dw / r  # (n_sinks, N)
                 g[own] = 0.0
                 for x in range(3):
                     dphi[:, :, m, x] = (g * d[x]) @ onehot
         return (phi, dphi) if gradient else phi
 
-    def compute_agent(self, k, positions, box, species):
+    def compute_agent(self, k, positions, box, species, cutoff=None):
         """Invariants of one agent k, read straight from eq. (4.1) (the reference path).
+
+        With ``cutoff`` (r_c or a :class:`~learning.switching.SmoothCutoff`) every w_m(r) becomes
+        w_m(r) S(r), so its r-derivative is w_m'(r) S(r) + w_m(r) S'(r).
 
         Returns:
             phi of shape (S, M) and dphi of shape (S, M, 3).
@@ -115,7 +137,11 @@ class InvariantSet:
             others = [i for i in np.flatnonzero(species == a) if i != k]
             d_ki = minimum_image(positions[k] - positions[others], box)
             r_ki = np.linalg.norm(d_ki, axis=1)
+            s, ds = np.ones_like(r_ki), np.zeros_like(r_ki)
+            if cutoff is not None:
+                s, ds = as_cutoff(cutoff).value(r_ki), as_cutoff(cutoff).derivative(r_ki)
             for m, w in enumerate(self.functions):
-                phi[a, m] = np.sum(w.value(r_ki))
-                dphi[a, m] = np.sum((w.derivative(r_ki) / r_ki)[:, None] * d_ki, axis=0)
+                phi[a, m] = np.sum(w.value(r_ki) * s)
+                dw = w.derivative(r_ki) * s + w.value(r_ki) * ds
+                dphi[a, m] = np.sum((dw / r_ki)[:, None] * d_ki, axis=0)
         return phi, dphi

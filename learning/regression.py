@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.linalg
 
+from agents.species import species as make_species
 from environment.units import ACCEL_EV_PER_AMU_A
 from learning.invariants import InvariantSet, source_index
 from learning.loss import SpeciesLoss
@@ -205,19 +206,27 @@ class LossRegressor:
 
     def predict(self, positions, box, symbols) -> np.ndarray:
         """Accelerations (n, 3) in angstrom/fs^2 of the agents of this species in one configuration."""
-        sinks = np.flatnonzero(np.array(symbols) == self.species)
-        phi, dphi = self.loss_.invariants.compute(positions, box, source_index(symbols, self.sources), sinks)
-        from agents.species import species as make_species
-
-        return self.loss_.evaluate(phi, dphi)[1] * ACCEL_EV_PER_AMU_A / make_species(self.species).mass
+        return predict_accelerations(self.loss_, positions, box, symbols)
 
     def score(self, trajectory, frames=None) -> float:
         """Relative RMSE (5.2) of the predicted accelerations on ``frames`` (default: all)."""
-        frames = np.arange(len(trajectory)) if frames is None else np.asarray(frames)
-        sinks = np.flatnonzero(np.array(trajectory.symbols) == self.species)
-        error = total = 0.0
-        for f in frames:
-            target = trajectory.accelerations[f, sinks]
-            error += np.sum((self.predict(trajectory.positions[f], trajectory.box, trajectory.symbols) - target) ** 2)
-            total += np.sum(target**2)
-        return float(np.sqrt(error / total))
+        return relative_rmse(self.loss_, trajectory, frames)
+
+
+def predict_accelerations(loss: SpeciesLoss, positions, box, symbols) -> np.ndarray:
+    """Accelerations (n, 3), angstrom/fs^2, of the agents of ``loss.species`` in one configuration."""
+    sinks = np.flatnonzero(np.array(symbols) == loss.species)
+    phi, dphi = loss.invariants.compute(positions, box, source_index(symbols, loss.invariants.sources), sinks)
+    return loss.evaluate(phi, dphi)[1] * ACCEL_EV_PER_AMU_A / make_species(loss.species).mass
+
+
+def relative_rmse(loss: SpeciesLoss, trajectory, frames=None) -> float:
+    """Relative RMSE (5.2) of ``loss``'s accelerations against the trajectory's, over ``frames``."""
+    frames = np.arange(len(trajectory)) if frames is None else np.asarray(frames)
+    sinks = np.flatnonzero(np.array(trajectory.symbols) == loss.species)
+    error = total = 0.0
+    for f in frames:
+        target = trajectory.accelerations[f, sinks]
+        error += np.sum((predict_accelerations(loss, trajectory.positions[f], trajectory.box, trajectory.symbols) - target) ** 2)
+        total += np.sum(target**2)
+    return float(np.sqrt(error / total))

@@ -15,8 +15,11 @@ from tqdm import tqdm
 
 from learning.dataset import split_frames
 from learning.loss import AgentLosses
-from learning.regression import SpeciesData
-from learning.weights import paper_weight_functions
+from learning.regression import ORDERS, SpeciesData
+from learning.weights import paper_weight_functions, weight_functions
+
+#: Default ridge penalty (on the column-scaled least-squares problem): plain least squares.
+DEFAULT_RIDGE = 0.0
 
 
 def backward_elimination(data: SpeciesData, order: str = "quadratic", ridge: float = 0.0,
@@ -89,12 +92,39 @@ def select_and_fit(trajectory, n_keep: int | None = 7, order: str = "quadratic",
                           "condition_number": condition})
             if table_order == order:
                 losses[s], metrics[s] = loss, scores
-    provenance = {
-        "data": trajectory.source,
-        "steps": [int(trajectory.steps[0]), int(trajectory.steps[-1])],
-        "splits": {name: [int(trajectory.steps[idx[0]]), int(trajectory.steps[idx[-1]])] for name, idx in splits.items() if len(idx)},
-        "order": order, "ridge": ridge, "selected": selected, "metrics": metrics,
-        "candidates": [f.name for f in functions], "selection": "backward elimination on validation RMSE",
-    }
+    provenance = _provenance(trajectory, splits, order, ridge, metrics, selected=selected,
+                             candidates=[f.name for f in functions],
+                             selection="backward elimination on validation RMSE")
     return {"curves": curves, "selected": selected, "table1": table,
             "losses": AgentLosses(losses, provenance), "wall_time_s": time.perf_counter() - started}
+
+
+def fit_losses(trajectory, invariants="auto", order="quadratic", ridge=DEFAULT_RIDGE, n_keep=7, progress=False) -> AgentLosses:
+    """Learned losses of every species: ``invariants='auto'`` selects ``n_keep`` per species by backward
+    elimination (Sec. 5.2); otherwise a list of weight-function names used for every species."""
+    if order not in ORDERS:
+        raise ValueError(f"--order must be one of {ORDERS}, got {order!r}")
+    if invariants == "auto":
+        return select_and_fit(trajectory, n_keep, order, ridge, progress=progress)["losses"]
+    functions = weight_functions(invariants)
+    splits = split_frames(len(trajectory))
+    species = list(dict.fromkeys(trajectory.symbols))
+    losses, metrics, conditions = {}, {}, {}
+    for s in species:
+        data = SpeciesData(trajectory, s, functions, splits, species, progress)
+        losses[s], metrics[s], conditions[s] = data.fit(range(len(functions)), order, ridge)
+    return AgentLosses(losses, _provenance(trajectory, splits, order, ridge, metrics, condition_numbers=conditions))
+
+
+def _provenance(trajectory, splits, order, ridge, metrics, **extra) -> dict:
+    """How a set of losses was learned: data, steps of each split, order, ridge, metrics."""
+    from learning import __version__
+
+    return {
+        "data": trajectory.source,
+        "steps": [int(trajectory.steps[0]), int(trajectory.steps[-1])],
+        "splits": {name: [int(trajectory.steps[idx[0]]), int(trajectory.steps[idx[-1]])]
+                   for name, idx in splits.items() if len(idx)},
+        "order": order, "ridge": ridge, "metrics": metrics, "mld_version": __version__,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S"), **extra,
+    }

@@ -1,0 +1,168 @@
+"""The fused numba kernels (learning/kernels.py) against the numpy and per-agent reference paths."""
+
+import numpy as np
+import pytest
+
+from learning.invariants import InvariantSet, source_index
+from learning.kernels import LossForces, fast_exp
+from learning.loss import AgentLosses, SpeciesLoss, pair_potential_losses
+from learning.switching import SmoothCutoff
+from learning.weights import weight_functions
+
+H_FUNCS = "exp(a=1/2),exp(a=1/4),gauss(s=2),gauss(s=3),gauss(s=4),gauss(s=5),gauss(s=6)"
+O_FUNCS = "exp(a=1/5),exp(a=1/6),exp(a=1/7),gauss(s=4),gauss(s=6),gauss(s=8),pow(n=2)"
+ALL_FUNCS = "exp(a=1),exp(a=1/3),gauss(s=1),gauss(s=2.5),pow(n=1),pow(n=2),pow(n=1.5)"
+
+
+def water_like(n_molecules, box, rng):
+    """O on a jittered lattice, two H at 0.96 angstrom and 104.5 degrees, random orientations."""
+    side = int(np.ceil(n_molecules ** (1 / 3)))
+    grid = np.array(np.meshgrid(*[np.arange(side)] * 3, indexing="ij")).reshape(3, -1).T[:n_molecules]
+    O = (grid + 0.5) * box / side + rng.normal(scale=0.1, size=(n_molecules, 3))
+    u = rng.normal(size=(n_molecules, 3))
+    u /= np.linalg.norm(u, axis=1)[:, None]
+    v = np.cross(u, rng.normal(size=(n_molecules, 3)))
+    v /= np.linalg.norm(v, axis=1)[:, None]
+    half = np.radians(104.5) / 2
+    H1 = O + 0.96 * (np.cos(half) * u + np.sin(half) * v)
+    H2 = O + 0.96 * (np.cos(half) * u - np.sin(half) * v)
+    positions = np.empty((3 * n_molecules, 3))
+    positions[0::3], positions[1::3], positions[2::3] = O, H1, H2
+    return positions % box, ["O", "H", "H"] * n_molecules
+
+
+def random_losses(rng, species=("O", "H"), funcs=(O_FUNCS, H_FUNCS), quadratic=True):
+    losses = {}
+    for s, f in zip(species, funcs):
+        inv = InvariantSet(weight_functions(f), tuple(species) if s == species[0] else tuple(species[::-1]))
+        P = inv.shape[0] * inv.shape[1]
+        B = rng.normal(scale=0.01, size=(P, P)) if quadratic else np.zeros((P, P))
+        losses[s] = SpeciesLoss(s, inv, rng.normal(size=inv.shape), (B + B.T).reshape(inv.shape * 2))
+    return AgentLosses(losses)
+
+
+def reference_forces(losses, positions, box, symbols, cutoff=None):
+    symbols_array = np.array(symbols)
+    H, F = np.empty(len(positions)), np.empty((len(positions), 3))
+    for s in losses.species:
+        sinks = np.flatnonzero(symbols_array == s)
+        inv = losses[s].invariants
+        phi, dphi = inv.compute(positions, box, source_index(symbols, inv.sources), sinks, cutoff=cutoff)
+        H[sinks], F[sinks] = losses[s].evaluate(phi, dphi)
+    return H, F
+
+
+def close(a, b, rtol=1e-10):
+    """Relative to the array's scale (components of sums of vectors may cancel to ~0)."""
+    return np.max(np.abs(a - b)) <= rtol * np.max(np.abs(b))
+
+
+def test_fast_exp_matches_numpy():
+    x = -np.concatenate([np.linspace(0, 50, 20001), np.geomspace(1e-12, 700, 2000)])
+    assert np.max(np.abs(fast_exp(x) / np.exp(x) - 1)) < 5e-15
+
+
+@pytest.mark.parametrize("cutoff", [None, SmoothCutoff(6.0, 4.5)])
+@pytest.mark.parametrize("layout", ["random", "water"])
+@pytest.mark.parametrize("funcs", [H_FUNCS, O_FUNCS, ALL_FUNCS])
+def test_invariants_match_reference(cutoff, layout, funcs):
+    rng = np.random.default_rng(1)
+    box = 13.0
+    if layout == "random":
+        positions = rng.uniform(-box, 2 * box, (150, 3))  # unwrapped coordinates on purpose
+        species = rng.integers(0, 2, 150)
+    else:
+        positions, symbols = water_like(48, box, rng)
+        species = source_index(symbols, ("O", "H"))
+    inv = InvariantSet(weight_functions(funcs), ("O", "H"))
+    sinks = np.arange(0, len(positions), 3)
+    phi, dphi = inv.compute(positions, box, species, sinks, cutoff=cutoff, engine="numba")
+    phi0, dphi0 = inv.compute(positions, box, species, sinks, cutoff=cutoff)
+    assert close(phi, phi0) and close(dphi, dphi0)
+    for j, k in enumerate(sinks[:12]):
+        p, d = inv.compute_agent(k, positions, box, species, cutoff=cutoff)
+        assert close(phi[j], p) and close(dphi[j], d)
+
+
+@pytest.mark.parametrize("cutoff", [None, 6.0])
+@pytest.mark.parametrize("quadratic", [False, True])
+def test_loss_forces_match_reference(cutoff, quadratic):
+    rng = np.random.default_rng(2)
+    box = 15.64
+    positions, symbols = water_like(128, box, rng)
+    losses = random_losses(rng, quadratic=quadratic)
+    fast = LossForces(losses, symbols, box, cutoff=cutoff, skin=0.8)
+    H, F = fast(positions)
+    H0, F0 = reference_forces(losses, positions, box, symbols, cutoff=cutoff)
+    assert close(H, H0) and close(F, F0)
+    # after moving (list kept or rebuilt) the result still matches
+    moved = positions + rng.normal(scale=0.15, size=positions.shape)
+    H, F = fast(moved)
+    H0, F0 = reference_forces(losses, moved, box, symbols, cutoff=cutoff)
+    assert close(H, H0) and close(F, F0)
+
+
+def test_cutoff_converges_monotonically_to_minimum_image():
+    rng = np.random.default_rng(3)
+    box = 20.0
+    positions, symbols = water_like(200, box, rng)
+    species = source_index(symbols, ("O", "H"))
+    inv = InvariantSet(weight_functions("gauss(s=1.5),gauss(s=2),exp(a=1.5)"), ("O", "H"))
+    full, dfull = inv.compute(positions, box, species, engine="numba")
+    errors = []
+    for r_c in (4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0):
+        phi, dphi = inv.compute(positions, box, species, cutoff=SmoothCutoff(r_c, r_c - 1.0), engine="numba")
+        assert np.all(phi <= full + 1e-12)  # positive w, S <= 1
+        errors.append(np.max(np.abs(phi - full)) / np.max(full))
+    assert all(b < a for a, b in zip(errors, errors[1:])), errors
+    assert errors[-1] < 1e-3 * errors[0]
+
+
+def test_cutoff_gradient_is_the_derivative_of_phi():
+    """No global potential in general: check dphi against central differences of phi (cutoff mode)."""
+    rng = np.random.default_rng(4)
+    box = 12.0
+    positions, symbols = water_like(27, box, rng)
+    species = source_index(symbols, ("O", "H"))
+    inv = InvariantSet(weight_functions(ALL_FUNCS), ("O", "H"))
+    cut = SmoothCutoff(5.0, 3.5)  # many pairs inside the switching region
+    _, dphi = inv.compute(positions, box, species, cutoff=cut, engine="numba")
+    h = 1e-5
+    for k in range(0, len(positions), 7):
+        for x in range(3):
+            plus, minus = positions.copy(), positions.copy()
+            plus[k, x] += h
+            minus[k, x] -= h
+            numeric = (inv.compute(plus, box, species, [k], False, cutoff=cut, engine="numba")
+                       - inv.compute(minus, box, species, [k], False, cutoff=cut, engine="numba")) / (2 * h)
+            assert np.allclose(dphi[k, ..., x], numeric[0], rtol=1e-6, atol=1e-6 * np.max(np.abs(dphi[k])))
+
+
+def test_nve_energy_is_conserved_with_a_smooth_cutoff():
+    """Symmetric pair loss, cutoff and neighbour list with skin: velocity Verlet conserves KE + 1/2 sum H."""
+    rng = np.random.default_rng(5)
+    box, n = 14.0, 100
+    symbols = ["O"] * 50 + ["H"] * 50
+    grid = np.array(np.meshgrid(*[np.arange(5)] * 3, indexing="ij")).reshape(3, -1).T
+    positions = ((grid[rng.permutation(125)[:n]] + 0.5) * box / 5 + rng.normal(scale=0.1, size=(n, 3)))
+    c = np.zeros((2, 2, 2))
+    c[:, :, 0] = [[2.0, 1.5], [1.5, 1.0]]  # soft repulsion gauss(s=1)
+    c[:, :, 1] = [[-0.3, -0.2], [-0.2, -0.1]]  # attraction gauss(s=2)
+    losses = pair_potential_losses(("O", "H"), ("gauss(s=1)", "gauss(s=2)"), c)
+    fast = LossForces(losses, symbols, box, cutoff=SmoothCutoff(6.0, 4.5), skin=0.5)
+    mass = np.where(np.array(symbols) == "O", 15.9994, 1.00794)[:, None]
+    accel = 9.64853321e-3  # (eV / angstrom / amu) -> angstrom / fs^2
+    velocities = rng.normal(size=(n, 3)) * np.sqrt(8.617e-5 * 300 / (mass / accel)) 
+    dt = 0.5
+    H, F = fast(positions)
+    energies = []
+    for _ in range(1000):
+        velocities += 0.5 * dt * accel * F / mass
+        positions = positions + dt * velocities
+        H, F = fast(positions)
+        velocities += 0.5 * dt * accel * F / mass
+        energies.append(0.5 * np.sum(mass * velocities**2) / accel + 0.5 * np.sum(H))
+    energies = np.array(energies)
+    kinetic_scale = 1.5 * n * 8.617e-5 * 300
+    assert fast.neighbors.n_builds > 1  # the list was rebuilt along the way
+    assert np.max(np.abs(energies - energies[0])) < 1e-3 * kinetic_scale
