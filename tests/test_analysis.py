@@ -79,3 +79,16 @@ def test_extxyz_round_trip(tmp_path):
     np.testing.assert_allclose(frames[1], positions + 0.5, atol=1e-10)
     mean, std = angle_statistics(symbols, frames, 8.0)
     np.testing.assert_allclose(mean, 104.52, rtol=1e-8)
+
+
+def test_ase_reads_the_extended_xyz(tmp_path):
+    ase_io = pytest.importorskip("ase.io")
+    positions = np.vstack([water(np.array([1.0, 1.0, 1.0])), water(np.array([4.0, 4.0, 4.0]))])
+    path = tmp_path / "t.xyz"
+    write_frame(path, SYMBOLS, positions, 8.0, velocities=np.ones_like(positions), step=0)
+    write_frame(path, SYMBOLS, positions + 0.25, 8.0, velocities=np.ones_like(positions), append=True, step=1)
+    frames = ase_io.read(path, index=":")
+    assert len(frames) == 2 and frames[1].get_chemical_symbols() == SYMBOLS
+    np.testing.assert_allclose(frames[1].positions, positions + 0.25, atol=1e-9)
+    np.testing.assert_allclose(frames[0].cell.lengths(), 8.0)
+    assert all(frames[0].pbc)

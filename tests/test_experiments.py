@@ -1,0 +1,116 @@
+"""The main job and the run commands end to end: ``mld reproduce --quick``, ``mld simulate``, ``mld tau``."""
+
+import json
+import lzma
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from experiments.cli import main
+from experiments.extxyz import read_positions
+from learning.cp2k import default_data_path
+from learning.loss import AgentLosses
+
+FRAMES = 120  # a slice of the embedded run: small enough for the suite, long enough for every split
+
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory):
+    """The first FRAMES frames of the embedded CP2K run, as a run directory of its own."""
+    source = default_data_path().parent
+    run = tmp_path_factory.mktemp("h2o-32-slice")
+    (run / "h2o-32.inp").write_text((source / "h2o-32.inp").read_text())
+    for name in ("pos", "vel", "frc"):
+        lines = lzma.open(source / f"h2o-32-{name}-1.xyz.xz", "rt").read().splitlines(keepends=True)
+        (run / f"h2o-32-{name}-1.xyz").write_text("".join(lines[: FRAMES * (int(lines[0]) + 2)]))
+    ener = lzma.open(source / "h2o-32-1.ener.xz", "rt").read().splitlines(keepends=True)
+    (run / "h2o-32-1.ener").write_text("".join(ener[: FRAMES + 1]))
+    return run
+
+
+@pytest.fixture(scope="module")
+def reproduced(small_run, tmp_path_factory):
+    out = tmp_path_factory.mktemp("reproduce")
+    assert main(["reproduce", "--quick", "--data", str(small_run), "--out", str(out), "--no-progress"]) == 0
+    return out
+
+
+def test_reproduce_quick_writes_every_figure_table_and_the_report(reproduced):
+    for name in ("dataset/fig1_kinetic_energy", "selection/fig2_selection", "water/fig3_kinetic_energy",
+                 "water/fig4_oh_bond", "water/fig5_oh_four_hydrogens", "water/fig6_spectrum",
+                 "water/fig7_hoh_angle", "tau/tau_limit"):
+        assert (reproduced / f"{name}.png").stat().st_size > 10_000, name
+    for name in ("selection/table1", "selection/fig2_selection", "water/fig6_spectrum", "tau/tau_sweep", "timing/timing"):
+        assert len(pd.read_csv(reproduced / f"{name}.csv")) > 0, name
+    summary = json.loads((reproduced / "summary.json").read_text())
+    assert summary["dataset"]["frames"] == FRAMES
+    assert {r["order"] for r in summary["selection"]["table1"]} == {"linear", "quadratic"}
+    assert all(len(v) == 7 for v in summary["selection"]["selected"].values())
+    water = summary["water"]
+    assert water["steps"] == 400 and np.isfinite(water["mean_temperature_K"])
+    assert 0.9 < water["oh_mean_A"] < 1.2 and water["thermostat"].startswith("Nose-Hoover")
+    assert summary["tau"]["deviation_shrinks_with_tau"] is True
+    report = (reproduced / "report.md").read_text()
+    assert "Table 1" in report and "| O | quadratic |" in report and "0.31" in report
+    AgentLosses.load(reproduced / "losses.json")
+
+
+def test_simulate_writes_an_extended_xyz_trajectory(reproduced, small_run, tmp_path, capsys):
+    out = tmp_path / "sim"
+    code = main(["simulate", "--loss", str(reproduced / "losses.json"), "--from", f"{small_run}:50",
+                 "--steps", "20", "--every", "5", "--out", str(out), "--no-progress"])
+    assert code == 0
+    symbols, frames = read_positions(out / "trajectory.xyz")
+    assert len(frames) == 5 and len(symbols) == 96  # steps 0, 5, 10, 15, 20
+    assert len(pd.read_csv(out / "observables.csv")) == 5
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["start"].endswith("frame 50") and "blew_up" not in summary
+    header = (out / "trajectory.xyz").read_text().splitlines()[1]
+    assert 'Lattice="9.8528 0 0 0 9.8528 0 0 0 9.8528"' in header and "vel:R:3" in header
+
+
+def test_simulate_learning_mode(reproduced, small_run, tmp_path):
+    out = tmp_path / "learning"
+    assert main(["simulate", "--loss", str(reproduced / "losses.json"), "--from", str(small_run), "--steps", "10",
+                 "--mode", "learning", "--tau", "200", "--out", str(out), "--no-progress"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["mode"] == "learning" and summary["tau_fs"] == 200 and "blew_up" not in summary
+
+
+def test_a_run_that_blows_up_stops_with_its_step_and_keeps_its_last_good_frame(reproduced, small_run, tmp_path, capsys):
+    losses = AgentLosses.load(reproduced / "losses.json")
+    for loss in losses.losses.values():
+        loss.A = loss.A * 1e6
+        loss.B = loss.B * 1e6
+    losses.save(tmp_path / "explosive.json")
+    out = tmp_path / "boom"
+    code = main(["simulate", "--loss", str(tmp_path / "explosive.json"), "--from", str(small_run), "--steps", "50",
+                 "--thermostat", "none", "--max-force", "1e9", "--out", str(out), "--no-progress"])
+    assert code == 1
+    summary = json.loads((out / "summary.json").read_text())
+    assert "blew up at step" in summary["blew_up"]
+    symbols, frames = read_positions(out / "last_good_frame.xyz")
+    assert np.all(np.isfinite(frames)) and len(symbols) == 96
+    assert "blew up at step" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("arguments,message", [
+    (["--from", "DATA:9999"], "past the end"),
+    (["--steps", "-3"], "--steps"),
+    (["--out", "/proc/forbidden"], "--out"),
+    (["--loss", "OTHER"], "species"),
+])
+def test_bad_simulate_input_is_one_line_exit_2_and_leaves_nothing(arguments, message, reproduced, small_run, tmp_path, capsys):
+    other = tmp_path / "other.json"
+    losses = AgentLosses.load(reproduced / "losses.json")
+    AgentLosses({"O": losses["O"]}).save(other)
+    out = tmp_path / "out"
+    base = {"--loss": str(reproduced / "losses.json"), "--from": str(small_run), "--steps": "5", "--out": str(out)}
+    for key, value in zip(arguments[::2], arguments[1::2]):
+        base[key] = value.replace("DATA", str(small_run)).replace("OTHER", str(other))
+    argv = ["simulate", "--no-progress"] + [x for pair in base.items() for x in pair]
+    assert main(argv) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("mld: error:") and message in error and "\n" not in error
+    assert not out.exists() or not any(out.iterdir())
