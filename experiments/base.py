@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -63,6 +64,16 @@ class Results:
         return written
 
 
+def publish(staging: Path, out: Path) -> None:
+    """Move everything written in ``staging`` into ``out``, replacing what was there: runs write into
+    a staging folder first, so a failed run leaves nothing half-written."""
+    for item in Path(staging).iterdir():
+        target = Path(out) / item.name
+        if target.is_dir():
+            shutil.rmtree(target)
+        item.replace(target)
+
+
 class Experiment:
     """Base class: ``Experiment(config).run()`` returns :class:`Results`; ``save`` writes them.
 
@@ -86,3 +97,32 @@ class Experiment:
             self.results = self.run()
         self.results.summary.setdefault("config", dataclasses.asdict(self.config))
         return self.results.save(out_dir)
+
+
+class LearnedLossExperiment(Experiment):
+    """An experiment that runs learned losses on a CP2K run's system.
+
+    The trajectory and losses may be given (``reproduce`` shares them); otherwise they come from the
+    config's ``data`` and ``losses`` paths, the losses being learned from the data when no path is given.
+    """
+
+    def __init__(self, config=None, trajectory=None, losses=None, **overrides):
+        super().__init__(config, **overrides)
+        self.trajectory = trajectory
+        self.losses = losses
+
+    def load_inputs(self):
+        """Fill ``self.trajectory`` and ``self.losses`` (see :func:`experiments.pipeline.load_inputs`)."""
+        from experiments.pipeline import load_inputs
+
+        cfg = self.config
+        self.trajectory, self.losses = load_inputs(cfg.data, cfg.losses, self.trajectory, self.losses, cfg.seed)
+        return self.trajectory, self.losses
+
+    def start_frame(self) -> int:
+        """The configured start frame, or the first frame after the equilibration fraction."""
+        cfg, n = self.config, len(self.trajectory)
+        start = int(round(cfg.equilibration * n)) if cfg.start_frame is None else cfg.start_frame
+        if not 0 <= start < n:
+            raise ValueError(f"start_frame {start} is past the end of the data ({n} frames)")
+        return start

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 
 from learning.cp2k import default_data_path, read_trajectory
 from learning.loss import AgentLosses

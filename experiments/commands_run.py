@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
-import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from experiments.base import publish
 
 
 def writable_directory(path) -> Path:
@@ -22,15 +22,6 @@ def writable_directory(path) -> Path:
     except OSError as err:
         raise ValueError(f"--out {path}: cannot write there ({err.strerror})") from None
     return path
-
-
-def finish_into(staging: Path, out: Path) -> None:
-    """Move everything written in ``staging`` into ``out`` (so a failed run leaves nothing half-written)."""
-    for item in staging.iterdir():
-        target = out / item.name
-        if target.is_dir():
-            shutil.rmtree(target)
-        shutil.move(str(item), str(target))
 
 
 def _reproduce(args) -> int:
@@ -79,7 +70,7 @@ def _tau(args) -> int:
                                     steps=args.steps, dt=args.dt, seed=args.seed, progress=not args.no_progress)
     with tempfile.TemporaryDirectory(dir=out) as staging:
         experiment.save(staging)
-        finish_into(Path(staging), out)
+        publish(staging, out)
     print(json.dumps(experiment.results.summary, indent=1, default=float))
     return 0
 

@@ -11,12 +11,11 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from environment.model import MolecularModel
 from agents.species import species as make_species
 from environment.thermostats import NoseHooverChain, kinetic_temperature
-from experiments.base import _plain
+from experiments.base import _plain, publish
 from experiments.extxyz import write_frame
 from experiments.simulation import SimulationBlewUp, run_guarded
 from learning.cp2k import default_data_path, read_trajectory
@@ -99,8 +98,7 @@ def simulate(loss_path, source=None, frame=None, waters=None, steps=1000, mode="
         table.to_csv(staging / "observables.csv", index=False)
         summary.update(mean_temperature_K=float(table["temperature"].mean()), final_time_fs=model.time_fs)
         (staging / "summary.json").write_text(json.dumps(_plain(summary), indent=1) + "\n")
-        for item in staging.iterdir():
-            item.replace(out / item.name)
+        publish(staging, out)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return summary
@@ -157,11 +155,7 @@ def reproduce(data=None, out="mld-reproduce", quick=False, progress=False) -> di
         summaries["wall_time_s"] = time.perf_counter() - started
         (staging / "summary.json").write_text(json.dumps(_plain(summaries), indent=1) + "\n")
         write_report(summaries, staging / "report.md")
-        for item in staging.iterdir():
-            target = out / item.name
-            if target.is_dir():
-                shutil.rmtree(target)
-            item.replace(target)
+        publish(staging, out)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return summaries

@@ -17,7 +17,7 @@ import pandas as pd
 
 from environment.model import MolecularModel
 from environment.space import minimum_image
-from experiments.base import Experiment, Results
+from experiments.base import LearnedLossExperiment, Results
 from experiments.simulation import run_guarded
 
 
@@ -36,16 +36,11 @@ class TauLimitConfig:
     progress: bool = False
 
 
-class TauLimitExperiment(Experiment):
+class TauLimitExperiment(LearnedLossExperiment):
     """Deviation of finite-tau learning dynamics from Newton's, shrinking as tau grows."""
 
     Config = TauLimitConfig
     name = "tau_limit"
-
-    def __init__(self, config=None, trajectory=None, losses=None, **overrides):
-        super().__init__(config, **overrides)
-        self.trajectory = trajectory
-        self.losses = losses
 
     def _run(self, mode, tau=None):
         traj, cfg = self.trajectory, self.config
@@ -58,16 +53,12 @@ class TauLimitExperiment(Experiment):
         return table, np.stack(table["positions"].to_list())
 
     def run(self) -> Results:
-        from experiments.pipeline import load_inputs
-
         cfg = self.config
         if not cfg.taus or min(cfg.taus) <= 0:
             raise ValueError(f"taus must be positive, got {cfg.taus}")
-        self.trajectory, self.losses = load_inputs(cfg.data, cfg.losses, self.trajectory, self.losses, cfg.seed)
+        self.load_inputs()
         traj = self.trajectory
-        self.start = int(round(cfg.equilibration * len(traj))) if cfg.start_frame is None else cfg.start_frame
-        if not 0 <= self.start < len(traj):
-            raise ValueError(f"start_frame {self.start} is past the end of the data ({len(traj)} frames)")
+        self.start = self.start_frame()
         newton, q_newton = self._run("newtonian")
         time = newton["time_fs"].to_numpy()
         columns = {"time_fs": time, "ke_newtonian_eV": newton["kinetic_energy"].to_numpy()}

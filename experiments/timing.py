@@ -10,7 +10,7 @@ import pandas as pd
 
 from environment.model import MolecularModel
 from environment.thermostats import NoseHooverChain
-from experiments.base import Experiment, Results
+from experiments.base import LearnedLossExperiment, Results
 
 #: The paper's numbers for 128 waters: CP2K ~10 h / 1000 steps, learning-based 20 s / 1000 steps.
 PAPER_CP2K_S_PER_STEP = 36.0
@@ -37,22 +37,15 @@ def seconds_per_step(model, steps: int) -> float:
     return (time.perf_counter() - start) / steps
 
 
-class TimingExperiment(Experiment):
+class TimingExperiment(LearnedLossExperiment):
     """Wall time per step of the learned NVT simulation against CP2K's used time per step."""
 
     Config = TimingConfig
     name = "timing"
 
-    def __init__(self, config=None, trajectory=None, losses=None, **overrides):
-        super().__init__(config, **overrides)
-        self.trajectory = trajectory
-        self.losses = losses
-
     def run(self) -> Results:
-        from experiments.pipeline import load_inputs
-
         cfg = self.config
-        self.trajectory, self.losses = load_inputs(cfg.data, cfg.losses, self.trajectory, self.losses, cfg.seed)
+        self.load_inputs()
         traj = self.trajectory
         used = traj.used_time[1:]  # CP2K's first step includes its set-up
         cp2k = float(np.nanmedian(used))

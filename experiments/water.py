@@ -17,9 +17,8 @@ import pandas as pd
 from environment.model import MolecularModel
 from environment.thermostats import NoseHooverChain
 from experiments import analysis
-from experiments.base import Experiment, Results
+from experiments.base import LearnedLossExperiment, Results
 from experiments.simulation import run_guarded
-from learning.loss import AgentLosses
 
 
 @dataclass
@@ -59,16 +58,11 @@ def heating_rate(table: pd.DataFrame) -> dict:
     }
 
 
-class WaterSimulationExperiment(Experiment):
+class WaterSimulationExperiment(LearnedLossExperiment):
     """Learned losses in Newtonian NVT against CP2K: Figs 3-7, dissociations and heating rate."""
 
     Config = WaterSimulationConfig
     name = "water"
-
-    def __init__(self, config=None, trajectory=None, losses: AgentLosses | None = None, **overrides):
-        super().__init__(config, **overrides)
-        self.trajectory = trajectory
-        self.losses = losses
 
     def _model(self, frame, thermostat):
         traj, cfg = self.trajectory, self.config
@@ -79,15 +73,11 @@ class WaterSimulationExperiment(Experiment):
         )
 
     def run(self) -> Results:
-        from experiments.pipeline import load_inputs
-
         cfg = self.config
-        self.trajectory, self.losses = load_inputs(cfg.data, cfg.losses, self.trajectory, self.losses, cfg.seed)
+        self.load_inputs()
         traj = self.trajectory
         equilibrated = int(round(cfg.equilibration * len(traj)))
-        start = equilibrated if cfg.start_frame is None else cfg.start_frame
-        if not 0 <= start < len(traj):
-            raise ValueError(f"start_frame {start} is past the end of the data ({len(traj)} frames)")
+        start = self.start_frame()
         target = cfg.temperature_K or float(np.mean(traj.temperature[equilibrated:]))
         n_steps = cfg.steps if cfg.steps is not None else len(traj)
         limit = cfg.max_temperature_factor * target

@@ -18,7 +18,7 @@ def test_readme_interactive_example_runs(capsys):
     code = re.search(r"```python\n(.*?)```", README.read_text(), re.S).group(1)
     namespace = {}
     exec(compile(code, str(README), "exec"), namespace)
-    model, hydrogen = namespace["model"], namespace["hydrogen"]
+    model = namespace["model"]
     assert model.steps == 22 and len(namespace["table"]) == 23
     assert namespace["phi"].shape[0] == 2 and namespace["dphi"].shape[-1] == 3
     assert "H" in capsys.readouterr().out
