@@ -36,13 +36,14 @@ def _fit(args) -> int:
 
 
 def _select(args) -> int:
+    from experiments.base import _plain
     from experiments.learning_experiments import FeatureSelectionExperiment
 
     experiment = FeatureSelectionExperiment(data=args.data, n_keep=args.keep, order=args.order, ridge=args.ridge,
                                             progress=not args.no_progress)
     experiment.save(args.out)
     summary = experiment.results.summary
-    print(json.dumps({k: summary[k] for k in ("selected", "table1", "wall_time_s")}, indent=1))
+    print(json.dumps(_plain({k: summary[k] for k in ("selected", "table1", "wall_time_s")}), indent=1))
     return 0
 
 

@@ -104,13 +104,13 @@ def read_input(path) -> RunSettings:
                 elif where == "MD" and key == "TIMESTEP":
                     timestep = float(words[-1])
                 elif where == "CELL" and key == "ABC":
-                    abc = [float(w) for w in words[1:] if not w.startswith("[")]
+                    abc = _lengths(words[1:])
                 elif where == "CELL" and key in ("A", "B", "C"):
-                    vectors[key] = [float(w) for w in words[1:] if not w.startswith("[")]
+                    vectors[key] = _lengths(words[1:])
                 elif where == "KIND" and key == "ELEMENT" and kind is not None:
                     elements[kind] = words[1].capitalize()
-            except (ValueError, IndexError):
-                raise ValueError(f"{path}, line {number}: cannot read {line!r}") from None
+            except (ValueError, IndexError) as err:
+                raise ValueError(f"{path}, line {number}: cannot read {line!r} ({err})") from None
     if project is None:
         raise ValueError(f"{path}: no PROJECT in &GLOBAL")
     if abc is None and len(vectors) == 3:
@@ -124,6 +124,15 @@ def read_input(path) -> RunSettings:
             raise ValueError(f"{path}: the cell {abc} is not cubic; only cubic boxes are supported")
         box = abc[0]
     return RunSettings(project, box, timestep, elements)
+
+
+def _lengths(words) -> list[float]:
+    """Numbers of a CP2K cell keyword in angstrom (its default unit); another unit tag is an error."""
+    if words and words[0].startswith("["):
+        if words[0].lower() not in ("[angstrom]", "[a]"):
+            raise ValueError(f"cell unit {words[0]} is not supported (use angstrom)")
+        words = words[1:]
+    return [float(w) for w in words]
 
 
 # -- xyz trajectories ------------------------------------------------------------------------
@@ -281,7 +290,7 @@ class Trajectory:
     def n_atoms(self) -> int:
         return len(self.symbols)
 
-    def frames(self, indices) -> "Trajectory":
+    def frames(self, indices) -> Trajectory:
         """The frames ``indices`` (a slice, a range or an index array) as a new Trajectory."""
         pick = np.arange(len(self))[indices]
         per_frame = {

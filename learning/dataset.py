@@ -25,7 +25,7 @@ def split_frames(n_frames: int, equilibration: float = 0.2, train: float = 0.75,
     fractions = np.array([train, validation, test], dtype=float)
     if np.any(fractions < 0) or not np.isclose(fractions.sum(), 1.0):
         raise ValueError(f"train, validation and test must be non-negative fractions summing to 1, got {fractions}")
-    start = int(round(equilibration * n_frames))
+    start = round(equilibration * n_frames)
     remaining = n_frames - start
     bounds = start + np.round(np.cumsum(np.concatenate([[0], fractions])) * remaining).astype(int)
     splits = {name: np.arange(bounds[i], bounds[i + 1]) for i, name in enumerate(("train", "validation", "test"))}

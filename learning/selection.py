@@ -72,19 +72,20 @@ def select_and_fit(trajectory, n_keep: int | None = 7, order: str = "quadratic",
         splits: frame splits (default: :func:`learning.dataset.split_frames` of the trajectory).
 
     Returns:
-        ``{"curves": {species: curve}, "selected": {species: names}, "table1": rows,
-        "losses": AgentLosses, "wall_time_s": seconds}``.
+        ``{"curves": {species: curve}, "selected": {species: names}, "best_size": {species: the size
+        of lowest validation RMSE}, "table1": rows, "losses": AgentLosses, "wall_time_s": seconds}``.
     """
     started = time.perf_counter()
-    functions = tuple(functions or paper_weight_functions())
+    functions = weight_functions(functions or paper_weight_functions())
     splits = splits or split_frames(len(trajectory))
     species = list(dict.fromkeys(trajectory.symbols))
-    curves, selected, table, losses, metrics = {}, {}, [], {}, {}
+    curves, selected, best_size, table, losses, metrics = {}, {}, {}, [], {}, {}
     for s in species:
         data = SpeciesData(trajectory, s, functions, splits, species, progress)
         curves[s] = backward_elimination(data, order, ridge, progress)
         row = chosen(curves[s], n_keep)
         selected[s] = row["invariants"]
+        best_size[s] = chosen(curves[s], None)["n_invariants"]
         keep = [i for i, f in enumerate(functions) if f.name in row["invariants"]]
         for table_order in ("linear", "quadratic"):
             loss, scores, condition = data.fit(keep, table_order, ridge)
@@ -92,10 +93,10 @@ def select_and_fit(trajectory, n_keep: int | None = 7, order: str = "quadratic",
                           "condition_number": condition})
             if table_order == order:
                 losses[s], metrics[s] = loss, scores
-    provenance = _provenance(trajectory, splits, order, ridge, metrics, selected=selected,
+    provenance = _provenance(trajectory, splits, order, ridge, metrics, selected=selected, best_size=best_size,
                              candidates=[f.name for f in functions],
                              selection="backward elimination on validation RMSE")
-    return {"curves": curves, "selected": selected, "table1": table,
+    return {"curves": curves, "selected": selected, "best_size": best_size, "table1": table,
             "losses": AgentLosses(losses, provenance), "wall_time_s": time.perf_counter() - started}
 
 

@@ -166,8 +166,9 @@ def test_frames_are_matched_by_step_not_position(tmp_path):
     reference = read_trajectory(tmp_path)
     frc = tmp_path / "tiny-frc-1.xyz"
     frc.write_text("".join(frc.read_text().splitlines(keepends=True)[5:]))  # forces start at step 1
-    with pytest.warns(UserWarning, match="tiny-pos-1.xyz: 1 frames outside steps 1-3"):
+    with pytest.warns(UserWarning) as caught:
         run = read_trajectory(tmp_path)
+    assert {str(w.message).split(": ")[1] for w in caught} == {"1 frames outside steps 1-3 are missing from another file and were dropped"}
     assert list(run.steps) == [1, 2, 3]
     np.testing.assert_array_equal(run.positions, reference.positions[1:])
     np.testing.assert_array_equal(run.forces, reference.forces[1:])
@@ -203,3 +204,15 @@ def test_missing_run_is_an_error(tmp_path):
         warnings.simplefilter("error")
         with pytest.raises(ValueError, match="expected one CP2K input"):
             read_trajectory(tmp_path)
+
+
+def test_cell_from_the_restart_file(tmp_path):
+    write_run(tmp_path, cell="PERIODIC XYZ")  # no ABC in the input: CP2K's restart file has it
+    (tmp_path / "tiny-1.restart").write_text(INPUT.format(cell="ABC [angstrom] 6.5 6.5 6.5"))
+    assert read_trajectory(tmp_path / "tiny.inp").box == 6.5
+    (tmp_path / "tiny-1.restart").unlink()
+    with pytest.raises(ValueError, match="no &CELL ABC"):
+        read_trajectory(tmp_path / "tiny.inp")
+    (tmp_path / "tiny-1.restart").write_text(INPUT.format(cell="ABC [bohr] 12 12 12"))
+    with pytest.raises(ValueError, match=r"tiny-1\.restart, line 13: .*\[bohr\]"):
+        read_trajectory(tmp_path / "tiny.inp")

@@ -166,3 +166,19 @@ def test_nve_energy_is_conserved_with_a_smooth_cutoff():
     kinetic_scale = 1.5 * n * 8.617e-5 * 300
     assert fast.neighbors.n_builds > 1  # the list was rebuilt along the way
     assert np.max(np.abs(energies - energies[0])) < 1e-3 * kinetic_scale
+
+
+def test_shared_exponentials_and_one_shot_api():
+    from learning.kernels import EXP_POWER, GAUSS_POWER, encode_functions, forces_and_losses, plan_powers
+
+    kinds, base, power, order = plan_powers(*encode_functions(weight_functions(H_FUNCS)))
+    # exp(a=1/2) = exp(a=1/4)^2, gauss(s=2) = gauss(s=4)^4, gauss(s=3) = gauss(s=6)^4
+    assert list(kinds).count(EXP_POWER) == 1 and list(kinds).count(GAUSS_POWER) == 2
+    assert sorted(power[base >= 0].tolist()) == [2, 4, 4]
+    assert np.all(base[order[: np.sum(base < 0)]] < 0)  # bases are evaluated first
+    rng = np.random.default_rng(6)
+    positions, symbols = water_like(64, 13.0, rng)
+    losses = random_losses(rng)
+    H, F = forces_and_losses(positions, 13.0, losses, symbols)
+    H0, F0 = reference_forces(losses, positions, 13.0, symbols)
+    assert close(H, H0) and close(F, F0)

@@ -27,8 +27,7 @@ def test_same_pairs_as_brute_force(box, n):
     # rows are grouped by species
     for row in range(0, n, 17):
         for a in range(3):
-            block = nl.indices[nl.pointers[row, a]:nl.pointers[row, a + 1]]
-            assert np.all(species[block] == a)
+            assert np.all(species[nl.neighbors_of(row, a)] == a)
     within = {(a, b) for a, b in brute_pairs(positions, box, 4.0)}
     assert within <= set(zip(k.tolist(), j.tolist()))
 
