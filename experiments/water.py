@@ -103,11 +103,12 @@ class WaterSimulationExperiment(LearnedLossExperiment):
         angle_cp2k = analysis.angle_statistics(symbols, reference, box)
         census = analysis.census_over_time(symbols, learned, box)
         census_cp2k = analysis.census_over_time(symbols, reference, box)
-        k_learned, p_learned = analysis.power_spectrum(oh_learned, cfg.dt)
-        k_cp2k, p_cp2k = analysis.power_spectrum(oh_cp2k, traj.dt)
+        rate_learned, rate_cp2k = analysis.bond_rates(oh_learned, cfg.dt), analysis.bond_rates(oh_cp2k, traj.dt)
+        k_learned, p_learned = analysis.power_spectrum(rate_learned, cfg.dt)
+        k_cp2k, p_cp2k = analysis.power_spectrum(rate_cp2k, traj.dt)
         window = min(100.0, 0.5 * min(t_learned[-1], t_cp2k[-1]))
-        peaks_learned = analysis.peak_over_time(oh_learned, cfg.dt, window)
-        peaks_cp2k = analysis.peak_over_time(oh_cp2k, traj.dt, window)
+        peaks_learned = analysis.peak_over_time(rate_learned, cfg.dt, window)
+        peaks_cp2k = analysis.peak_over_time(rate_cp2k, traj.dt, window)
         hydrogens = np.random.default_rng(cfg.seed).choice(oh_learned.shape[1], 4, replace=False)
         n_molecules = symbols.count("O")
 
@@ -127,8 +128,8 @@ class WaterSimulationExperiment(LearnedLossExperiment):
             "oh_max_A": float(oh_learned.max()), "cp2k_oh_max_A": float(oh_cp2k.max()),
             "hoh_mean_deg": float(np.nanmean(angle_learned[0])), "hoh_std_deg": float(np.nanmean(angle_learned[1])),
             "cp2k_hoh_mean_deg": float(np.nanmean(angle_cp2k[0])), "cp2k_hoh_std_deg": float(np.nanmean(angle_cp2k[1])),
-            "oh_peak_cm1": analysis.spectral_peak(oh_learned, cfg.dt),
-            "cp2k_oh_peak_cm1": analysis.spectral_peak(oh_cp2k, traj.dt),
+            "oh_peak_cm1": analysis.spectral_peak(rate_learned, cfg.dt),
+            "cp2k_oh_peak_cm1": analysis.spectral_peak(rate_cp2k, traj.dt),
             "non_water_fraction": float(1 - census["water"].mean() / n_molecules),
             "cp2k_non_water_fraction": float(1 - census_cp2k["water"].mean() / n_molecules),
             "max_free_hydrogens": int(census["free_H"].max()),
@@ -199,7 +200,7 @@ class WaterSimulationExperiment(LearnedLossExperiment):
         left.plot(*learned, color="tab:green", label="learning-based")
         left.set_xlim(0, 5000)
         left.set_xlabel("wavenumber (cm$^{-1}$)")
-        left.set_ylabel("O-H power (normalised)")
+        left.set_ylabel("power of dr_OH/dt (normalised)")
         left.legend()
         right.plot(*peaks_cp2k, "o-", color="tab:blue", label="CP2K")
         right.plot(*peaks_learned, "o-", color="tab:green", label="learning-based")
