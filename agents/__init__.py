@@ -3,4 +3,4 @@
 from agents.nucleus import NucleusAgent
 from agents.species import HYDROGEN, OXYGEN, Species, species
 
-__all__ = ["NucleusAgent", "Species", "species", "OXYGEN", "HYDROGEN"]
+__all__ = ["HYDROGEN", "OXYGEN", "NucleusAgent", "Species", "species"]

@@ -63,7 +63,8 @@ class NucleusAgent(ContinuousSpaceAgent):
         """Step 2: invariants phi[a, m] and their gradients d phi / d q_k, eq. (4.1)."""
         loss = self.model.species_loss(self.species.symbol)
         sources = self.model.source_indices(self.species.symbol)
-        self.invariants = loss.invariants.compute_agent(self.index, self.snapshot, self.model.box, sources)
+        self.invariants = loss.invariants.compute_agent(self.index, self.snapshot, self.model.box, sources,
+                                                        cutoff=self.model.cutoff)
 
     def loss(self) -> float:
         """Step 3: the loss H of eq. (4.5) and its negative gradient G of eq. (4.6)."""

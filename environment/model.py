@@ -14,9 +14,12 @@ from environment.space import check_box, wrap
 from environment.thermostats import kinetic_temperature
 from environment.units import EV_PER_AMU_A2_FS2
 from learning.invariants import source_index
+from learning.kernels import LossForces
+from learning.switching import as_cutoff
 from learning.loss import AgentLosses
 
 MODES = ("newtonian", "learning")
+ENGINES = ("numba", "numpy")
 
 
 def _array(name, value, shape):
@@ -48,6 +51,11 @@ class MolecularModel(mesa.Model):
         collect_every: collect the model reporters every this many steps (and at step 0).
         collect_agents: also collect per-agent reporters (position, velocity, loss).
         collect_positions: add a ``positions`` model reporter (an (N, 3) copy each time).
+        engine: the fast path's force evaluation: ``'numba'`` (fused compiled kernels,
+            :class:`learning.kernels.LossForces`) or ``'numpy'`` (the vectorized reference).
+        cutoff: ``None`` (the paper: all pairs, minimum image) or a cutoff radius in angstrom (or a
+            :class:`learning.switching.SmoothCutoff`): sums switched off smoothly towards r_c.
+        skin: neighbour-list skin in angstrom (cutoff mode with the numba engine).
 
     The fast path is :meth:`step`; :meth:`step_agent` steps one agent at a time (the reference).
     """
@@ -69,6 +77,9 @@ class MolecularModel(mesa.Model):
         collect_every: int = 1,
         collect_agents: bool = False,
         collect_positions: bool = False,
+        engine: str = "numba",
+        cutoff=None,
+        skin: float = 1.0,
     ):
         super().__init__(seed=seed)
         self.symbols = [str(s) for s in symbols]
@@ -99,6 +110,14 @@ class MolecularModel(mesa.Model):
         }
         symbols_array = np.array(self.symbols)
         self._sinks = {s: np.flatnonzero(symbols_array == s) for s in species}
+
+        if engine not in ENGINES:
+            raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
+        self.engine = engine
+        self.cutoff = as_cutoff(cutoff)
+        if self.cutoff is not None:
+            self.cutoff.check_box(self.box)
+        self._fast = LossForces(losses, self.symbols, self.box, self.cutoff, skin) if engine == "numba" else None
 
         self.space = ContinuousSpace([[0.0, self.box]] * 3, torus=True, random=self.random, n_agents=n)
         self.agent_list = [NucleusAgent(self.space, self, species[s]) for s in self.symbols]
@@ -205,11 +224,14 @@ class MolecularModel(mesa.Model):
     # -- physics -----------------------------------------------------------------------------
     def evaluate(self, positions):
         """Loss values H (N,) and gradient forces G = -dH/dq (N, 3) of all agents at ``positions``."""
+        if self._fast is not None:
+            return self._fast(positions)
         H = np.empty(len(positions))
         G = np.empty((len(positions), 3))
         for s, sinks in self._sinks.items():
             loss = self.losses[s]
-            phi, dphi = loss.invariants.compute(positions, self.box, self._source_indices[s], sinks)
+            phi, dphi = loss.invariants.compute(positions, self.box, self._source_indices[s], sinks,
+                                                cutoff=self.cutoff)
             H[sinks], G[sinks] = loss.evaluate(phi, dphi)
         return H, G
 
@@ -223,6 +245,7 @@ class MolecularModel(mesa.Model):
     def step(self, reference: bool = False) -> None:
         """Advance all agents by dt: vectorized, or agent by agent with ``reference=True``."""
         if self._pending is not None:
+            self.steps -= 1  # Mesa counted this call before it got here; no step is taken
             raise RuntimeError(f"{len(self._pending)} agents have not yet stepped: finish with step_agent")
         if reference:
             for agent in self.agent_list:

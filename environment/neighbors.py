@@ -1,7 +1,10 @@
 """Verlet neighbour list with a skin, built from a cell list (periodic cubic box), for cutoff sums.
 
 The list holds, for every atom k, all atoms j != k within the minimum-image distance r_c + skin,
-grouped by source species: row k, species a is ``indices[pointers[k, a]:pointers[k, a + 1]]``.
+grouped by source species.  It works in a cache-friendly *sorted* numbering (atoms sorted by cell,
+``order[s]`` is the atom at sorted position s): row s, species a is
+``indices[pointers[s, a]:pointers[s, a + 1]]`` and holds sorted positions too
+(:meth:`NeighborList.neighbors_of` answers in the original numbering).
 It stays valid -- it still contains every pair within r_c -- until some atom has moved more than
 skin / 2 from where it was at the last build (two atoms approach by at most skin), so
 :meth:`NeighborList.update` rebuilds only then.  Building is O(N) (cells of side >= r_c + skin,
@@ -14,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from environment.space import minimum_image, wrap
+from environment.space import wrap
 
 
 @njit(cache=True, parallel=True)
@@ -42,7 +45,7 @@ def _brute(X, Y, Z, box, species, n_species, r2max, counts, fill, ptr, indices):
 
 
 @njit(cache=True, parallel=True)
-def _cells(X, Y, Z, box, species, n_species, r2max, n_cell, cell_of, order, cell_ptr,
+def _cells(X, Y, Z, box, species, n_species, r2max, n_cell, cell_of, cell_ptr,
            counts, fill, ptr, indices):
     N = X.size
     for k in prange(N):
@@ -58,8 +61,7 @@ def _cells(X, Y, Z, box, species, n_species, r2max, n_cell, cell_of, order, cell
                     for oz in range(-1, 2):
                         cell = (((cx + ox) % n_cell) * n_cell + (cy + oy) % n_cell) * n_cell + (cz + oz) % n_cell
                         key = cell * n_species + a
-                        for s in range(cell_ptr[key], cell_ptr[key + 1]):
-                            j = order[s]
+                        for j in range(cell_ptr[key], cell_ptr[key + 1]):
                             if j == k:
                                 continue
                             dx = X[k] - X[j]
@@ -97,6 +99,7 @@ class NeighborList:
         pointers: (N, S + 1) int64 row/species offsets into ``indices``.
         max_block: the largest number of neighbours of one species in one row.
         n_builds: how many times the list was built.
+        order: (N,) int64, the atom at each sorted position (sorted by cell, then species).
     """
 
     def __init__(self, cutoff: float, skin: float = 1.0):
@@ -108,6 +111,7 @@ class NeighborList:
         self.pointers = None
         self.max_block = 0
         self.n_builds = 0
+        self.order = None
         self._reference = None
         self._key = None
 
@@ -137,13 +141,12 @@ class NeighborList:
         n_species = int(species.max()) + 1 if n_species is None else int(n_species)
         N = len(positions)
         q = wrap(positions, box)
-        X, Y, Z = (np.ascontiguousarray(q[:, x]) for x in range(3))
         r2max = self.radius**2
         counts = np.zeros((N, n_species), dtype=np.int64)
         ptr = np.zeros((N, n_species + 1), dtype=np.int64)
         n_cell = int(box // self.radius)
         if n_cell < 3:
-            run = lambda fill, ptr, ind: _brute(X, Y, Z, box, species, n_species, r2max, counts, fill, ptr, ind)
+            order = np.argsort(species, kind="stable").astype(np.int64)
         else:
             cx = np.minimum((q * (n_cell / box)).astype(np.int64), n_cell - 1)
             cell_of = (cx[:, 0] * n_cell + cx[:, 1]) * n_cell + cx[:, 2]
@@ -151,8 +154,16 @@ class NeighborList:
             order = np.argsort(key, kind="stable").astype(np.int64)
             cell_ptr = np.zeros(n_cell**3 * n_species + 1, dtype=np.int64)
             cell_ptr[1:] = np.cumsum(np.bincount(key, minlength=n_cell**3 * n_species))
-            run = lambda fill, ptr, ind: _cells(X, Y, Z, box, species, n_species, r2max, n_cell, cell_of,
-                                                order, cell_ptr, counts, fill, ptr, ind)
+            cell_of = np.ascontiguousarray(cell_of[order])
+        q = q[order]
+        sorted_species = np.ascontiguousarray(species[order])
+        X, Y, Z = (np.ascontiguousarray(q[:, x]) for x in range(3))
+        if n_cell < 3:
+            run = lambda fill, ptr, ind: _brute(X, Y, Z, box, sorted_species, n_species, r2max, counts, fill,
+                                                ptr, ind)
+        else:
+            run = lambda fill, ptr, ind: _cells(X, Y, Z, box, sorted_species, n_species, r2max, n_cell, cell_of,
+                                                cell_ptr, counts, fill, ptr, ind)
         dummy = np.zeros(1, dtype=np.int32)
         run(False, ptr, dummy)
         ptr[:, 1:] = np.cumsum(counts, axis=1)
@@ -161,13 +172,18 @@ class NeighborList:
         ptr += row_start[:, None]
         indices = np.empty(int(ptr[-1, -1]) if N else 0, dtype=np.int32)
         run(True, ptr, indices)
-        self.indices, self.pointers = indices, ptr
+        self.indices, self.pointers, self.order = indices, ptr, order
         self.max_block = int(counts.max()) if counts.size else 0
         self._reference = positions.copy()
         self._key = (box, N, hash(species.tobytes()))
         self.n_builds += 1
 
     def pairs(self):
-        """All listed ordered pairs (k, j) as two int arrays (k repeated per neighbour)."""
+        """All listed ordered pairs (k, j), original numbering, as two int arrays."""
         counts = self.pointers[:, -1] - self.pointers[:, 0]
-        return np.repeat(np.arange(len(counts)), counts), self.indices.astype(np.int64)
+        return np.repeat(self.order, counts), self.order[self.indices]
+
+    def neighbors_of(self, k: int, a: int) -> np.ndarray:
+        """Listed neighbours of species a of atom k (original numbering)."""
+        s = int(np.flatnonzero(self.order == k)[0])
+        return self.order[self.indices[self.pointers[s, a]:self.pointers[s, a + 1]]]

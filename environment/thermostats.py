@@ -53,7 +53,7 @@ class NoseHooverChain:
     def kT(self) -> float:
         return KB_EV_PER_K * self.temperature_K
 
-    def attach(self, n_dof: int) -> "NoseHooverChain":
+    def attach(self, n_dof: int) -> NoseHooverChain:
         """Set the number of degrees of freedom it thermostats and the chain masses."""
         self.n_dof = int(n_dof)
         self.Q = np.full(self.chain_length, self.kT * self.tdamp_fs**2)  # eV fs^2

@@ -1,8 +1,11 @@
-"""``mld bench``: seconds per 1000 steps and atom-steps per second of the learned-loss simulation.
+"""``mld bench``: seconds per 1000 steps, atom-steps per second and peak memory of learned-loss runs.
 
 Setup as in the paper's timing (end of Sec. 5.3): water boxes, 7 weight functions per species
-(the paper's selected sets), a quadratic loss, Newtonian NVT (velocity Verlet + Nosé–Hoover chain),
-full minimum-image sums.  The loss coefficients are random but small: only the cost is measured.
+(the paper's selected sets), a quadratic loss, Newtonian NVT (velocity Verlet + Nosé–Hoover),
+in two modes: ``minimum-image`` (all pairs, the paper's sums; O(N^2), run up to 8192 waters) and
+``cutoff`` (smooth cutoff r_c with a neighbour list; needs a box of at least 2 r_c).  The loss
+coefficients are random but small: only the cost is measured.  Whole model steps are timed
+(forces, integrator, thermostat, Mesa bookkeeping), after a warm-up step.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import time
 
 import numpy as np
 
+from environment.builders import water_box, water_lattice
 from environment.model import MolecularModel
 from environment.thermostats import NoseHooverChain
 from learning.invariants import InvariantSet
@@ -28,6 +32,9 @@ PAPER_SETS = {
     "O": "exp(a=1/5),exp(a=1/6),exp(a=1/7),gauss(s=4),gauss(s=6),gauss(s=8),pow(n=2)",
     "H": "exp(a=1/2),exp(a=1/4),gauss(s=2),gauss(s=3),gauss(s=4),gauss(s=5),gauss(s=6)",
 }
+MODES = ("minimum-image", "cutoff")
+#: Largest system timed with all-pairs sums (its cost grows as N^2).
+MAX_MINIMUM_IMAGE_WATERS = 8192
 
 
 def benchmark_losses(seed: int = 0, scale: float = 1e-4) -> AgentLosses:
@@ -36,56 +43,83 @@ def benchmark_losses(seed: int = 0, scale: float = 1e-4) -> AgentLosses:
     losses = {}
     for symbol, names in PAPER_SETS.items():
         invariants = InvariantSet(weight_functions(names), ("O", "H"))
-        P = 2 * len(invariants.functions)
-        B = rng.normal(size=(P, P)) * scale
-        losses[symbol] = SpeciesLoss(symbol, invariants, rng.normal(size=P) * scale, (B + B.T).reshape(2, 7, 2, 7))
+        S, M = invariants.shape
+        B = rng.normal(size=(S * M, S * M)) * scale
+        losses[symbol] = SpeciesLoss(symbol, invariants, rng.normal(size=(S, M)) * scale, (B + B.T).reshape(S, M, S, M))
     return AgentLosses(losses, {"note": "random coefficients for benchmarking"})
 
 
-def bench_size(n_waters: int, steps: int, seed: int = 0) -> dict:
-    """Time ``steps`` fast-path steps of ``n_waters`` waters (after one warm-up step)."""
-    model = MolecularModel.water_box(n_waters, benchmark_losses(seed), temperature_K=300.0, seed=seed,
-                                     thermostat=NoseHooverChain(300.0, 100.0), collect_every=max(1, steps))
+def bench_size(n_waters: int, steps: int, mode: str = "minimum-image", cutoff: float = 6.0,
+               engine: str = "numba", seed: int = 0) -> dict:
+    """Time up to ``steps`` fast-path steps of ``n_waters`` waters (fewer for very large systems)."""
+    build = water_box if n_waters <= 256 else water_lattice
+    symbols, positions, velocities, box = build(n_waters, temperature_K=300.0, seed=seed)
+    atoms = len(symbols)
+    steps = max(3, min(steps, int(2e7 / (atoms * (atoms if mode == "minimum-image" else 150)))))
+    model = MolecularModel(symbols, positions, box, benchmark_losses(seed), velocities=velocities, seed=seed,
+                           thermostat=NoseHooverChain(300.0, 100.0, chain_length=1), engine=engine,
+                           cutoff=cutoff if mode == "cutoff" else None, collect_every=10**9)
     model.step()
     start = time.perf_counter()
     for _ in range(steps):
         model.step()
     seconds = time.perf_counter() - start
-    atoms = 3 * n_waters
     return {
-        "waters": n_waters, "atoms": atoms, "steps": steps,
-        "seconds_per_1000_steps": 1000.0 * seconds / steps,
+        "waters": n_waters, "atoms": atoms, "mode": mode, "engine": engine, "box_A": round(box, 3),
+        "steps": steps, "seconds_per_1000_steps": 1000.0 * seconds / steps,
         "atom_steps_per_second": atoms * steps / seconds,
+        "ns_per_atom_step": 1e9 * seconds / (atoms * steps),
+        "peak_rss_MiB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
 
 
 def machine() -> dict:
-    return {"platform": platform.platform(), "python": platform.python_version(),
-            "cpus": os.cpu_count(), "numpy": np.__version__}
+    import numba
+
+    return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+            "python": platform.python_version(), "cpus": os.cpu_count(), "numpy": np.__version__,
+            "numba": numba.__version__, "numba_threads": numba.get_num_threads()}
 
 
 def run(args) -> int:
-    sizes = [int(n) for n in str(args.waters).split(",") if n.strip()]
-    if not sizes or min(sizes) < 1 or args.steps < 1:
-        raise ValueError("--waters needs positive sizes and --steps a positive count")
-    results = []
-    for n in sizes:
-        row = bench_size(n, args.steps)
-        row["peak_rss_MiB"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        results.append(row)
-        print(f"{n} waters: {row['seconds_per_1000_steps']:.2f} s per 1000 steps", file=sys.stderr)
-    print(json.dumps({"benchmark": "newtonian NVT, quadratic loss, 7 weight functions per species, "
-                                   "full minimum-image sums",
-                      "machine": machine(), "results": results,
-                      "paper": {"waters": 128, "seconds_per_1000_steps": 20.0, "machine": "AMD Ryzen 9 7950X (16 cores)"}},
-                     indent=1))
+    sizes = sorted(int(n) for n in str(args.waters).split(",") if n.strip())
+    modes = [m.strip() for m in str(args.modes).split(",") if m.strip()]
+    if not sizes or sizes[0] < 1:
+        raise ValueError(f"--waters needs positive sizes, got {args.waters!r}")
+    if args.steps < 1:
+        raise ValueError(f"--steps must be positive, got {args.steps}")
+    if set(modes) - set(MODES):
+        raise ValueError(f"--modes must be among {MODES}, got {modes}")
+    results, skipped = [], []
+    for mode in modes:
+        for n in sizes:
+            if mode == "minimum-image" and n > MAX_MINIMUM_IMAGE_WATERS:
+                skipped.append(f"{n} waters, minimum-image: all-pairs cost grows as N^2")
+                continue
+            box = (n * 18.0153 / 6.02214076e23 / 0.997 * 1e24) ** (1 / 3)
+            if mode == "cutoff" and box < 2 * args.cutoff:
+                skipped.append(f"{n} waters, cutoff: box {box:.1f} A is under 2 r_c = {2 * args.cutoff} A")
+                continue
+            row = bench_size(n, args.steps, mode, args.cutoff, args.engine)
+            results.append(row)
+            print(f"{n} waters, {mode}: {row['seconds_per_1000_steps']:.3g} s per 1000 steps, "
+                  f"{row['ns_per_atom_step']:.0f} ns per atom-step", file=sys.stderr)
+    print(json.dumps({
+        "benchmark": "Newtonian NVT (velocity Verlet + Nose-Hoover), quadratic loss, 7 weight functions per species",
+        "machine": machine(), "cutoff_A": args.cutoff, "results": results, "skipped": skipped,
+        "peak_rss_note": "process peak resident memory so far; sizes run in ascending order",
+        "paper": {"waters": 128, "seconds_per_1000_steps": 20.0, "machine": "AMD Ryzen 9 7950X (16 cores)"},
+    }, indent=1))
     return 0
 
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("bench", help="time the learned-loss simulation (prints JSON)")
     p.add_argument("--waters", default="32,128", help="comma-separated numbers of water molecules")
-    p.add_argument("--steps", type=int, default=200, help="timed steps per size")
+    p.add_argument("--steps", type=int, default=1000, help="timed steps per size (fewer for large systems)")
+    p.add_argument("--modes", default="minimum-image", help="comma-separated: minimum-image, cutoff")
+    p.add_argument("--cutoff", type=float, default=6.0, help="cutoff radius (angstrom) of the cutoff mode")
+    p.add_argument("--engine", choices=["numba", "numpy"], default="numba")
     p.set_defaults(func=run)
 
 

@@ -113,7 +113,7 @@ def register(subparsers) -> None:
     p.add_argument("--data", help="CP2K run; default: the embedded h2o-32 run")
     p.add_argument("--loss", help="agent-loss JSON; default: learned from the data")
     p.add_argument("--taus", type=_positive_float, nargs="+", default=[10.0, 100.0, 1000.0, 10000.0])
-    p.add_argument("--steps", type=int, default=200)
+    p.add_argument("--steps", type=int, default=100, help="steps per run (a short horizon: MD is chaotic)")
     p.add_argument("--dt", type=_positive_float, default=0.5)
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--out", default="mld-tau")

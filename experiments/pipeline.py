@@ -145,7 +145,7 @@ def reproduce(data=None, out="mld-reproduce", quick=False, progress=False) -> di
         experiments = {
             "water": WaterSimulationExperiment(trajectory=trajectory, losses=losses, steps=steps,
                                                nve_steps=100 if quick else 400, progress=progress),
-            "tau": TauLimitExperiment(trajectory=trajectory, losses=losses, steps=100 if quick else 400, progress=progress),
+            "tau": TauLimitExperiment(trajectory=trajectory, losses=losses, steps=100, progress=progress),
             "timing": TimingExperiment(trajectory=trajectory, losses=losses, steps=50 if quick else 200),
         }
         for name, experiment in experiments.items():

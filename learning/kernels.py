@@ -444,13 +444,17 @@ class LossForces:
             :class:`SmoothCutoff` for smoothly cut sums over a neighbour list.
         skin: neighbour-list skin, angstrom (cutoff mode); the list is rebuilt only after some atom
             moved more than skin / 2.
+        threads: numba threads for each evaluation (default: numba's, i.e. all cores).  On a machine
+            shared with other busy processes, 1 can beat all cores (parallel regions wait for
+            descheduled threads).
 
     ``H, F = LossForces(...)(positions)`` gives H (N,) in eV and F (N, 3) in eV/angstrom, equal to
     ``SpeciesLoss.evaluate(*invariants.compute(...))`` species by species.
     """
 
-    def __init__(self, losses, symbols, box, cutoff=None, skin=1.0):
+    def __init__(self, losses, symbols, box, cutoff=None, skin=1.0, threads=None):
         _require_numba()
+        self.threads = None if threads is None else max(1, min(int(threads), numba.config.NUMBA_NUM_THREADS))
         symbols = list(symbols)
         present = list(dict.fromkeys(symbols))
         self.species_order = tuple(present)  # global source-species index = position here
@@ -491,6 +495,8 @@ class LossForces:
             self.neighbors = NeighborList(self.cutoff.r_c, skin=skin)
 
     def __call__(self, positions):
+        if self.threads is not None:
+            numba.set_num_threads(self.threads)
         H, F, _, _ = _run(positions, self.box, self.species, len(self.species_order), self.sink_type,
                           self.kinds, self.params, self.n_functions, self.A, self.B, self.quadratic,
                           cutoff=self.cutoff, neighbors=self.neighbors, plan=self._plan)

@@ -41,7 +41,11 @@ class SpeciesLoss:
 
     def __post_init__(self):
         shape = self.invariants.shape
-        self.A = np.array(self.A, dtype=float).reshape(shape)
+        self.A = np.array(self.A, dtype=float)
+        if self.A.size != shape[0] * shape[1]:
+            raise ValueError(f"loss {self.species}: A has {self.A.size} values, expected {shape[0] * shape[1]} "
+                             f"({shape[0]} source species x {shape[1]} weight functions)")
+        self.A = self.A.reshape(shape)
         self.B = np.zeros(shape + shape) if self.B is None else np.array(self.B, dtype=float)
         if self.B.shape != shape + shape:
             raise ValueError(f"loss {self.species}: B has shape {self.B.shape}, expected {shape + shape}")

@@ -71,8 +71,11 @@ def models(mode, thermostat_K=None, **kwargs):
 
 @pytest.mark.parametrize("mode,kwargs", [
     ("learning", {"tau": 50.0}),
+    ("learning", {"tau": 50.0, "engine": "numpy"}),
     ("newtonian", {"max_force": 3.0}),
-    ("newtonian", {"thermostat_K": 250.0}),
+    ("newtonian", {"thermostat_K": 250.0, "engine": "numpy"}),
+    ("newtonian", {"cutoff": 2.8}),
+    ("learning", {"tau": 50.0, "cutoff": 2.8, "engine": "numpy"}),
 ])
 def test_batched_path_equals_agent_by_agent_path(mode, kwargs):
     fast, reference = models(mode, **kwargs)
@@ -155,6 +158,30 @@ def test_nve_energy_is_conserved_for_a_symmetric_pair_potential():
     assert table["kinetic_energy"].std() > 0.05 * table["kinetic_energy"].mean()  # energy does flow
     assert drift(energy) < 1e-4
     assert np.max(np.abs(energy - energy[0])) / abs(energy[0]) < 1e-3  # Verlet's bounded fluctuation
+
+
+def test_nve_energy_is_conserved_with_a_smooth_cutoff():
+    symbols, positions, velocities, box = lattice_gas()
+    model = MolecularModel(symbols, positions, box, lennard_jones_losses(), velocities=velocities, dt=0.5, cutoff=5.0)
+    model.run(2000)
+    table = model.datacollector.get_model_vars_dataframe()
+    assert drift((table["kinetic_energy"] + table["potential_half_sum"]).to_numpy()) < 1e-4
+
+
+def test_engines_agree_on_losses_and_forces():
+    symbols, positions, velocities, box = small_water()
+    losses = soft_water_losses(quadratic=1e-3)
+    for cutoff in (None, 2.5):
+        numba = MolecularModel(symbols, positions, box, losses, cutoff=cutoff)
+        numpy = MolecularModel(symbols, positions, box, losses, cutoff=cutoff, engine="numpy")
+        H1, G1 = numba.evaluate(numba.positions)
+        H2, G2 = numpy.evaluate(numpy.positions)
+        np.testing.assert_allclose(H1, H2, rtol=1e-10)
+        np.testing.assert_allclose(G1, G2, rtol=1e-10, atol=1e-12 * np.abs(G2).max())
+    with pytest.raises(ValueError, match="engine"):
+        MolecularModel(symbols, positions, box, losses, engine="fortran")
+    with pytest.raises(ValueError, match="half the box|box"):
+        MolecularModel(symbols, positions, box, losses, cutoff=box)
 
 
 def test_nose_hoover_chain_conserves_its_extended_energy():
