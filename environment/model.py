@@ -52,7 +52,8 @@ class MolecularModel(mesa.Model):
         collect_agents: also collect per-agent reporters (position, velocity, loss).
         collect_positions: add a ``positions`` model reporter (an (N, 3) copy each time).
         engine: the fast path's force evaluation: ``'numba'`` (fused compiled kernels,
-            :class:`learning.kernels.LossForces`) or ``'numpy'`` (the vectorized reference).
+            :class:`learning.kernels.LossForces`, which copies the loss coefficients when the model
+            is built) or ``'numpy'`` (the vectorized reference, reading ``losses`` at every step).
         cutoff: ``None`` (the paper: all pairs, minimum image) or a cutoff radius in angstrom (or a
             :class:`learning.switching.SmoothCutoff`): sums switched off smoothly towards r_c.
         skin: neighbour-list skin in angstrom (cutoff mode with the numba engine).
