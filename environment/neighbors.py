@@ -20,6 +20,18 @@ from numba import njit, prange
 from environment.space import wrap
 
 
+@njit(cache=True, inline="always")
+def _distance2(X, Y, Z, k, j, box):
+    """Squared minimum-image distance between atoms k and j."""
+    dx = X[k] - X[j]
+    dy = Y[k] - Y[j]
+    dz = Z[k] - Z[j]
+    dx -= box * np.rint(dx / box)
+    dy -= box * np.rint(dy / box)
+    dz -= box * np.rint(dz / box)
+    return dx * dx + dy * dy + dz * dz
+
+
 @njit(cache=True, parallel=True)
 def _brute(X, Y, Z, box, species, n_species, r2max, counts, fill, ptr, indices):
     N = X.size
@@ -30,13 +42,7 @@ def _brute(X, Y, Z, box, species, n_species, r2max, counts, fill, ptr, indices):
             for j in range(N):
                 if j == k or species[j] != a:
                     continue
-                dx = X[k] - X[j]
-                dy = Y[k] - Y[j]
-                dz = Z[k] - Z[j]
-                dx -= box * np.rint(dx / box)
-                dy -= box * np.rint(dy / box)
-                dz -= box * np.rint(dz / box)
-                if dx * dx + dy * dy + dz * dz <= r2max:
+                if _distance2(X, Y, Z, k, j, box) <= r2max:
                     if fill:
                         indices[q + c] = j
                     c += 1
@@ -64,13 +70,7 @@ def _cells(X, Y, Z, box, species, n_species, r2max, n_cell, cell_of, cell_ptr,
                         for j in range(cell_ptr[key], cell_ptr[key + 1]):
                             if j == k:
                                 continue
-                            dx = X[k] - X[j]
-                            dy = Y[k] - Y[j]
-                            dz = Z[k] - Z[j]
-                            dx -= box * np.rint(dx / box)
-                            dy -= box * np.rint(dy / box)
-                            dz -= box * np.rint(dz / box)
-                            if dx * dx + dy * dy + dz * dz <= r2max:
+                            if _distance2(X, Y, Z, k, j, box) <= r2max:
                                 if fill:
                                     indices[q + c] = j
                                 c += 1

@@ -20,7 +20,7 @@ import time
 
 import numpy as np
 
-from environment.builders import water_box, water_lattice
+from environment.builders import box_for_density, water_box, water_lattice
 from environment.model import MolecularModel
 from environment.thermostats import NoseHooverChain
 from learning.invariants import InvariantSet
@@ -96,7 +96,7 @@ def run(args) -> int:
             if mode == "minimum-image" and n > MAX_MINIMUM_IMAGE_WATERS:
                 skipped.append(f"{n} waters, minimum-image: all-pairs cost grows as N^2")
                 continue
-            box = (n * 18.0153 / 6.02214076e23 / 0.997 * 1e24) ** (1 / 3)
+            box = box_for_density(n, 0.997)
             if mode == "cutoff" and box < 2 * args.cutoff:
                 skipped.append(f"{n} waters, cutoff: box {box:.1f} A is under 2 r_c = {2 * args.cutoff} A")
                 continue
