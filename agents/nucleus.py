@@ -3,12 +3,16 @@
 1. :meth:`NucleusAgent.scan`    — read the positions of all other agents (the step's snapshot);
 2. :meth:`NucleusAgent.encode`  — encode them into invariants phi_a^m, eq. (4.1);
 3. :meth:`NucleusAgent.loss`    — evaluate its species' loss H, eq. (4.5), and G = -dH/dq, eq. (4.6);
-4. :meth:`NucleusAgent.update_force` — relax its force towards G, eq. (3.1) (Newtonian: F = G);
-5. :meth:`NucleusAgent.move`    — move, eq. (3.2) (Newtonian: a velocity-Verlet half-kick and drift).
+4. :meth:`NucleusAgent.update_force` — update the force F that moves it from G (finite tau: the
+   exponential average of eq. 3.1; the Newtonian limit: F = G, clipped);
+5. :meth:`NucleusAgent.move`    — update its velocity from F (eq. 3.2, or a velocity-Verlet half-kick)
+   and move.
 
-The agent's numbers live in the model's arrays (row ``agent.index``), so the agent-by-agent
-reference path and the vectorized path share one state.  These methods are that reference path:
-readable, one agent at a time; :class:`environment.model.MolecularModel` drives them.
+The rules of steps 4 and 5 belong to the model's integrator (the agent asks it; it never asks which
+dynamics it runs), and their formulas live in :mod:`agents.dynamics`.  The agent's numbers live in
+the model's arrays (its row ``agent.index``), so the agent-by-agent reference path and the
+vectorized path share one state.  These methods are that reference path: readable, one agent at a
+time; :class:`environment.model.MolecularModel` drives them.
 """
 
 from __future__ import annotations
@@ -17,7 +21,6 @@ import numpy as np
 from mesa.experimental.continuous_space import ContinuousSpaceAgent
 
 from agents.species import Species
-from environment.integrators import clip_forces, kick, learning_velocity, relax_force
 
 
 class NucleusAgent(ContinuousSpaceAgent):
@@ -25,16 +28,20 @@ class NucleusAgent(ContinuousSpaceAgent):
 
     Attributes:
         species: its :class:`agents.species.Species` (symbol and mass).
-        index: its row in the model's arrays (positions, velocities, forces).
+        snapshot: the (N, 3) positions it last scanned.
         invariants: (phi (S, M), dphi (S, M, 3)) from its last :meth:`encode`.
     """
 
     def __init__(self, space, model, species: Species):
         super().__init__(space, model)
         self.species = species
-        self.index = space._agent_to_index[self]
         self.snapshot = None
         self.invariants = None
+
+    @property
+    def index(self) -> int:
+        """Its row in the model's arrays (positions, velocities, forces)."""
+        return self.model.index_of(self)
 
     @property
     def mass(self) -> float:
@@ -47,13 +54,13 @@ class NucleusAgent(ContinuousSpaceAgent):
 
     @property
     def force(self) -> np.ndarray:
-        """Force (eV/angstrom) that moves it: the averaged gradient F of eq. (3.1), a copy."""
+        """Force (eV/angstrom) that moves it: F of eq. (3.1) (Newtonian: the clipped loss force), a copy."""
         return self.model.forces[self.index].copy()
 
     @property
     def loss_value(self) -> float:
         """Its current loss H (eV)."""
-        return float(self.model.losses_values[self.index])
+        return float(self.model.loss_values[self.index])
 
     def scan(self) -> None:
         """Step 1: read every agent's position from the snapshot taken at the start of the step."""
@@ -61,41 +68,40 @@ class NucleusAgent(ContinuousSpaceAgent):
 
     def encode(self) -> None:
         """Step 2: invariants phi[a, m] and their gradients d phi / d q_k, eq. (4.1)."""
-        loss = self.model.species_loss(self.species.symbol)
-        sources = self.model.source_indices(self.species.symbol)
-        self.invariants = loss.invariants.compute_agent(self.index, self.snapshot, self.model.box, sources,
-                                                        cutoff=self.model.cutoff)
+        self.invariants = self.model.evaluator.agent_invariants(self.index, self.snapshot)
 
     def loss(self) -> float:
         """Step 3: the loss H of eq. (4.5) and its negative gradient G of eq. (4.6)."""
         phi, dphi = self.invariants
-        H, G = self.model.species_loss(self.species.symbol).evaluate(phi[None], dphi[None])
-        self.model.losses_values[self.index] = H[0]
-        self.model.gradients[self.index] = G[0]
+        H, G = self.model.losses[self.species.symbol].evaluate(phi[None], dphi[None])
+        i = self.index
+        self.model.loss_values[i] = H[0]
+        self.model.loss_forces[i] = G[0]
         return float(H[0])
 
-    def update_force(self, dt: float) -> None:
-        """Step 4: F <- e^{-dt/tau} F + (1 - e^{-dt/tau}) G, eq. (3.1); Newtonian: F = G (clipped)."""
-        integrator, i = self.model.integrator, self.index
-        if integrator.mode == "learning":
-            self.model.forces[i] = relax_force(self.model.forces[i], self.model.gradients[i], dt, integrator.tau)
-        else:
-            self.model.forces[i] = clip_forces(self.model.gradients[i], integrator.max_force)
+    def update_force(self) -> None:
+        """Step 4: the force F that moves it, from its loss force G by the integrator's rule."""
+        model, i = self.model, self.index
+        model.forces[i] = model.integrator.force_update(model.forces[i], model.loss_forces[i], self.mass)
 
-    def move(self, dt: float) -> None:
-        """Step 5: dq/dt = (tau / M) F, eq. (3.2); Newtonian: half-kick with F, then drift."""
-        integrator, i = self.model.integrator, self.index
-        if integrator.mode == "learning":
-            self.model.velocities[i] = learning_velocity(self.model.forces[i], self.mass, integrator.tau)
-        else:
-            self.model.velocities[i] = kick(self.model.velocities[i], self.model.forces[i], self.mass, 0.5 * dt)
-        self.model.move_agent(i, self.model.positions[i] + dt * self.model.velocities[i])
+    def accelerate(self) -> None:
+        """Its velocity from F by the integrator's rule (eq. 3.2, or a velocity-Verlet half-kick)."""
+        model, i = self.model, self.index
+        model.velocities[i] = model.integrator.velocity_update(model.velocities[i], model.forces[i], self.mass)
 
-    def kick(self, dt: float) -> None:
-        """Newtonian only: the closing half-kick of velocity Verlet with the new force."""
+    def move(self) -> None:
+        """Step 5: :meth:`accelerate`, then drift dt with the new velocity (dq/dt = v)."""
+        self.accelerate()
         i = self.index
-        self.model.velocities[i] = kick(self.model.velocities[i], self.model.forces[i], self.mass, 0.5 * dt)
+        self.model.move_agent(i, self.model.positions[i] + self.model.dt * self.model.velocities[i])
 
     def step(self) -> None:
         """Take this agent's part of the current model step (see ``MolecularModel.step_agent``)."""
         self.model.step_agent(self)
+
+    def remove(self) -> None:
+        """Leave the model: its rows leave the model's arrays, then Mesa removes it from the space."""
+        model = self.model
+        model.remove_rows(self)
+        super().remove()
+        model.reindex()

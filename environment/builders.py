@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from agents.geometry import minimum_image
 from agents.species import CP2K_MASSES
-from environment.space import check_box, minimum_image
-from environment.units import AVOGADRO, EV_PER_AMU_A2_FS2, KB_EV_PER_K
+from agents.units import AVOGADRO, EV_PER_AMU_A2_FS2, KB_EV_PER_K
+from agents.validation import non_negative, positive
+from environment.kinetics import kinetic_temperature
 
 #: Water geometry (TIP3P/TIP4P): O-H bond length (angstrom) and H-O-H angle (degrees).
 OH_BOND = 0.9572
@@ -16,8 +18,7 @@ WATER_MASS = CP2K_MASSES["O"] + 2 * CP2K_MASSES["H"]
 
 def box_for_density(n_molecules: int, density_g_cm3: float) -> float:
     """Side (angstrom) of the cubic box holding ``n_molecules`` waters at ``density_g_cm3``."""
-    if not density_g_cm3 > 0:
-        raise ValueError(f"density_g_cm3 must be positive, got {density_g_cm3!r}")
+    positive("density_g_cm3", density_g_cm3)
     volume_cm3 = n_molecules * WATER_MASS / AVOGADRO / density_g_cm3
     return (volume_cm3 * 1e24) ** (1.0 / 3.0)
 
@@ -39,14 +40,12 @@ def random_rotations(n: int, rng: np.random.Generator) -> np.ndarray:
 
 def maxwell_boltzmann(masses, temperature_K: float, rng: np.random.Generator) -> np.ndarray:
     """Velocities (N, 3) in angstrom/fs at exactly ``temperature_K`` (N_f = 3N - 3), zero momentum."""
-    masses = np.asarray(masses, dtype=float)[:, None]
-    if temperature_K < 0:
-        raise ValueError(f"temperature_K must be non-negative, got {temperature_K!r}")
-    velocities = rng.normal(size=(len(masses), 3)) * np.sqrt(KB_EV_PER_K * max(temperature_K, 1e-300) / (masses * EV_PER_AMU_A2_FS2))
-    velocities -= np.sum(masses * velocities, axis=0) / np.sum(masses)
-    n_dof = 3 * len(masses) - 3
-    kinetic = 0.5 * np.sum(masses * velocities**2) * EV_PER_AMU_A2_FS2
-    return velocities * np.sqrt(0.5 * n_dof * KB_EV_PER_K * temperature_K / kinetic)
+    masses = np.asarray(masses, dtype=float)
+    temperature_K = non_negative("temperature_K", temperature_K)
+    scale = np.sqrt(KB_EV_PER_K * max(temperature_K, 1e-300) / (masses[:, None] * EV_PER_AMU_A2_FS2))
+    velocities = rng.normal(size=(len(masses), 3)) * scale
+    velocities -= np.sum(masses[:, None] * velocities, axis=0) / np.sum(masses)
+    return velocities * np.sqrt(temperature_K / kinetic_temperature(velocities, masses))
 
 
 def water_box(
@@ -77,7 +76,7 @@ def water_box(
         raise ValueError(f"n_molecules must be at least 1, got {n_molecules!r}")
     n_molecules = int(n_molecules)
     rng = np.random.default_rng(seed)
-    box = check_box(box_for_density(n_molecules, density_g_cm3))
+    box = box_for_density(n_molecules, density_g_cm3)
     half = np.radians(HOH_ANGLE) / 2
     template = OH_BOND * np.array([[0, 0, 0], [np.sin(half), np.cos(half), 0], [-np.sin(half), np.cos(half), 0]])
     placed = np.empty((0, 3))
@@ -109,7 +108,7 @@ def water_lattice(n_molecules: int, density_g_cm3: float = 0.997, temperature_K:
         raise ValueError(f"n_molecules must be at least 1, got {n_molecules!r}")
     n_molecules = int(n_molecules)
     rng = np.random.default_rng(seed)
-    box = check_box(box_for_density(n_molecules, density_g_cm3))
+    box = box_for_density(n_molecules, density_g_cm3)
     side = int(np.ceil(n_molecules ** (1.0 / 3.0)))
     cells = np.stack(np.meshgrid(*[np.arange(side)] * 3, indexing="ij"), -1).reshape(-1, 3)
     centres = (cells[rng.permutation(len(cells))[:n_molecules]] + 0.5) * (box / side)

@@ -1,86 +1,89 @@
-"""Time integrators of the agents' equations of motion, one small class each over a shared base.
+"""Time integrators of the agents' equations of motion: the integrator owns the choice of dynamics.
 
-The update formulas are plain functions of arrays, used both by the whole-population step here
-and by each :class:`agents.nucleus.NucleusAgent` on its own row, so the two paths run the same code:
+* :class:`LearningDynamics`: finite-tau learning dynamics, eqs (3.1)-(3.2);
+* :class:`VelocityVerlet`: the large-tau (Newtonian) limit, eq. (4.6), with an optional thermostat
+  and force clipping.
 
-* finite-tau learning dynamics (3.1)-(3.2): :func:`relax_force`, :func:`learning_velocity`;
-* the large-tau (Newtonian) limit (4.6) by velocity Verlet: :func:`kick`, :func:`clip_forces`.
+Each integrator gives the whole-population step (:meth:`Integrator.step`, the fast path) and the
+hooks of the agent-by-agent reference path (:meth:`Integrator.begin_step`, :meth:`Integrator.agent_step`,
+:meth:`Integrator.end_step`), plus the two per-agent rules the agent applies to its own row
+(:meth:`Integrator.force_update`, :meth:`Integrator.velocity_update`).  Both paths call the same
+rules (from :mod:`agents.dynamics`), so they run the same arithmetic.  The model never asks which
+dynamics it runs.
 """
 
 from __future__ import annotations
 
-import numpy as np
+from agents.dynamics import clip_forces, kick, learning_velocity, relax_force
+from agents.validation import positive
+from environment.thermostats import NoseHooverChain
 
-from environment.units import ACCEL_EV_PER_AMU_A
-
-
-def positive(name: str, value) -> float:
-    """``value`` as a float, or ``ValueError`` naming ``name`` unless it is positive and finite."""
-    value = float(value)
-    if not np.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be positive and finite, got {value!r}")
-    return value
-
-
-def relax_force(force, gradient_force, dt: float, tau: float):
-    """Eq. (3.1) solved exactly for a gradient held over dt: an exponential moving average.
-
-    tau dF/dt = G - F  =>  F(t + dt) = e^{-dt/tau} F(t) + (1 - e^{-dt/tau}) G.
-    """
-    decay = np.exp(-dt / tau)
-    return decay * force + (1.0 - decay) * gradient_force
-
-
-def learning_velocity(force, mass, tau: float):
-    """Eq. (3.2): dq/dt = (tau / M) F, in angstrom/fs (F in eV/angstrom, M in amu, tau in fs)."""
-    return (tau * ACCEL_EV_PER_AMU_A / mass) * force
-
-
-def kick(velocity, force, mass, dt: float):
-    """Velocity after a time dt under ``force`` (eV/angstrom) on ``mass`` (amu)."""
-    return velocity + (dt * ACCEL_EV_PER_AMU_A / mass) * force
-
-
-def clip_forces(forces, max_force: float | None):
-    """Forces (..., 3) with their magnitude capped at ``max_force`` (eV/angstrom); None: unchanged."""
-    if max_force is None:
-        return forces
-    norm = np.linalg.norm(forces, axis=-1, keepdims=True)
-    return forces * np.minimum(1.0, max_force / np.maximum(norm, np.finfo(float).tiny))
-
+#: Thermostats a user can name for the Newtonian dynamics.
+THERMOSTATS = ("nose-hoover", "none")
 
 class Integrator:
-    """Base: time step ``dt`` (fs) and the whole-population ``step(model)``.
+    """Base: the time step ``dt`` (fs).  Subclasses implement every method below."""
 
-    Subclasses implement :meth:`start` (initial forces), :meth:`step` and the per-agent pieces.
-    """
-
-    mode = None
+    #: Short name written into summaries.
+    name = "integrator"
 
     def __init__(self, dt: float = 0.5):
         self.dt = positive("dt", dt)
 
+    def settings(self) -> dict:
+        """The integrator's parameters as plain data (for summaries and checkpoints)."""
+        return {"mode": self.name, "dt_fs": self.dt}
+
     def start(self, model) -> None:
-        """Give the model its initial forces and velocities."""
+        """Give the model its initial forces for the given positions and velocities."""
         raise NotImplementedError
 
     def step(self, model) -> None:
         """Advance every agent by dt at once (the fast path)."""
         raise NotImplementedError
 
+    def force_update(self, force, loss_force, mass):
+        """The force F that moves an agent (or all agents), from its loss force G = -dH/dq."""
+        raise NotImplementedError
+
+    def velocity_update(self, velocity, force, mass):
+        """An agent's (or all agents') velocity after the update with force F."""
+        raise NotImplementedError
+
+    def begin_step(self, model) -> None:
+        """Agent-by-agent path: before the first agent of a step acts (the snapshot is taken)."""
+
+    def agent_step(self, agent) -> None:
+        """Agent-by-agent path: one agent's own part of the step."""
+        raise NotImplementedError
+
+    def end_step(self, model) -> None:
+        """Agent-by-agent path: after the last agent of a step has acted."""
+
 
 class LearningDynamics(Integrator):
     """Finite-tau learning dynamics, eqs (3.1)-(3.2): every agent scans the same snapshot,
     relaxes its force towards its loss gradient with time constant ``tau`` (fs), then moves
-    with velocity (tau / M) F."""
+    with velocity (tau / M) F.  No thermostat or clipping: the friction is 1/tau."""
 
-    mode = "learning"
+    name = "learning"
 
     def __init__(self, dt: float = 0.5, tau: float | None = None):
         super().__init__(dt)
         if tau is None:
-            raise ValueError("tau (fs) is required in learning mode")
+            raise ValueError("tau (fs) is required by the learning dynamics")
         self.tau = positive("tau", tau)
+
+    def settings(self) -> dict:
+        return {**super().settings(), "tau_fs": self.tau}
+
+    @classmethod
+    def from_options(cls, dt, start_temperature_K=None, tau=None, **others) -> LearningDynamics:
+        """From user options (see :func:`make_integrator`); thermostat options are refused."""
+        if others:
+            raise ValueError(f"{', '.join(sorted(others))}: only for the newtonian dynamics; the learning "
+                             "dynamics has no thermostat or clipping (its friction is 1/tau)")
+        return cls(dt, tau)
 
     def start(self, model) -> None:
         """Initial averaged force F, chosen so the agents move off with the given velocities v0.
@@ -89,16 +92,32 @@ class LearningDynamics(Integrator):
         so F starts half a step back, (tau / M) F = v0 - (dt/2) G0 / M: then the tau -> infinity
         limit is exactly velocity Verlet's trajectory.
         """
-        model.losses_values[:], model.gradients[:] = model.evaluate(model.positions)
-        scale = self.tau * ACCEL_EV_PER_AMU_A / model.masses[:, None]
-        model.forces[:] = model.velocities / scale - (0.5 * self.dt / self.tau) * model.gradients
+        model.sense()
+        scale = learning_velocity(1.0, model.masses[:, None], self.tau)
+        model.forces[:] = model.velocities / scale - (0.5 * self.dt / self.tau) * model.loss_forces
+
+    def force_update(self, force, loss_force, mass):
+        """Eq. (3.1): the exponential moving average of the loss force."""
+        return relax_force(force, loss_force, self.dt, self.tau)
+
+    def velocity_update(self, velocity, force, mass):
+        """Eq. (3.2): v = (tau / M) F."""
+        return learning_velocity(force, mass, self.tau)
 
     def step(self, model) -> None:
         masses = model.masses[:, None]
-        model.losses_values[:], model.gradients[:] = model.evaluate(model.positions)
-        model.forces[:] = relax_force(model.forces, model.gradients, self.dt, self.tau)
-        model.velocities[:] = learning_velocity(model.forces, masses, self.tau)
+        model.sense()
+        model.forces[:] = self.force_update(model.forces, model.loss_forces, masses)
+        model.velocities[:] = self.velocity_update(model.velocities, model.forces, masses)
         model.move_all(model.positions + self.dt * model.velocities)
+
+    def agent_step(self, agent) -> None:
+        """The agent's five steps: scan, encode, loss, update its force, move."""
+        agent.scan()
+        agent.encode()
+        agent.loss()
+        agent.update_force()
+        agent.move()
 
 
 class VelocityVerlet(Integrator):
@@ -110,12 +129,34 @@ class VelocityVerlet(Integrator):
         max_force: cap on each agent's force magnitude (eV/angstrom), or ``None``.
     """
 
-    mode = "newtonian"
+    name = "newtonian"
 
     def __init__(self, dt: float = 0.5, thermostat=None, max_force: float | None = None):
         super().__init__(dt)
         self.thermostat = thermostat
         self.max_force = None if max_force is None else positive("max_force", max_force)
+
+    def settings(self) -> dict:
+        thermostat = None if self.thermostat is None else self.thermostat.settings()
+        return {**super().settings(), "thermostat": thermostat, "max_force_eV_per_A": self.max_force}
+
+    @classmethod
+    def from_options(cls, dt, start_temperature_K=None, tau=None, thermostat="nose-hoover", temperature_K=None,
+                     tdamp_fs=25.0, max_force=10.0) -> VelocityVerlet:
+        """From user options (see :func:`make_integrator`), with the learned-water defaults: a plain
+        Nose-Hoover thermostat (tdamp 25 fs) at the start's temperature and a 10 eV/A force clip."""
+        if tau is not None:
+            raise ValueError("tau: only for the learning dynamics (the newtonian dynamics is its tau -> infinity limit)")
+        if thermostat not in THERMOSTATS:
+            raise ValueError(f"thermostat must be one of {THERMOSTATS}, got {thermostat!r}")
+        if thermostat == "none":
+            if temperature_K is not None:
+                raise ValueError("temperature_K: needs a thermostat (thermostat 'none' was chosen)")
+            return cls(dt, None, max_force)
+        target = temperature_K if temperature_K is not None else start_temperature_K
+        if target is None:
+            raise ValueError("temperature_K: the thermostat needs a target temperature")
+        return cls(dt, NoseHooverChain(target, tdamp_fs, chain_length=1), max_force)
 
     def start(self, model) -> None:
         if self.thermostat is not None:
@@ -124,8 +165,16 @@ class VelocityVerlet(Integrator):
 
     def sense(self, model) -> None:
         """All agents: loss values and (clipped) forces at the current positions."""
-        model.losses_values[:], model.gradients[:] = model.evaluate(model.positions)
-        model.forces[:] = clip_forces(model.gradients, self.max_force)
+        model.sense()
+        model.forces[:] = self.force_update(model.forces, model.loss_forces, model.masses[:, None])
+
+    def force_update(self, force, loss_force, mass):
+        """F = G, its magnitude capped at ``max_force``."""
+        return clip_forces(loss_force, self.max_force)
+
+    def velocity_update(self, velocity, force, mass):
+        """A half-kick: v + (dt/2) F / M."""
+        return kick(velocity, force, mass, 0.5 * self.dt)
 
     def thermostat_half_step(self, model) -> None:
         if self.thermostat is not None:
@@ -134,8 +183,49 @@ class VelocityVerlet(Integrator):
     def step(self, model) -> None:
         masses = model.masses[:, None]
         self.thermostat_half_step(model)
-        model.velocities[:] = kick(model.velocities, model.forces, masses, 0.5 * self.dt)
+        model.velocities[:] = self.velocity_update(model.velocities, model.forces, masses)
         model.move_all(model.positions + self.dt * model.velocities)
         self.sense(model)
-        model.velocities[:] = kick(model.velocities, model.forces, masses, 0.5 * self.dt)
+        model.velocities[:] = self.velocity_update(model.velocities, model.forces, masses)
         self.thermostat_half_step(model)
+
+    def begin_step(self, model) -> None:
+        self.thermostat_half_step(model)
+
+    def agent_step(self, agent) -> None:
+        """The agent's own part: half-kick and drift.  The force update needs everyone's new
+        position, so it runs for all agents in :meth:`end_step`."""
+        agent.move()
+
+    def end_step(self, model) -> None:
+        model.snapshot = model.positions.copy()
+        for agent in model.agent_list:
+            agent.scan()
+            agent.encode()
+            agent.loss()
+            agent.update_force()
+            agent.accelerate()
+        self.thermostat_half_step(model)
+
+
+def make_integrator(dynamics: str, dt: float = 0.5, start_temperature_K: float | None = None, **options) -> Integrator:
+    """The integrator of a dynamics named by a user (the CLI's ``--mode``) with the user's options.
+
+    Args:
+        dynamics: ``'newtonian'`` or ``'learning'``.
+        dt: time step (fs).
+        start_temperature_K: the start's kinetic temperature, the thermostat's default target.
+        **options: the user's options, None where not given: ``tau`` (learning); ``thermostat``
+            (``'nose-hoover'`` or ``'none'``), ``temperature_K``, ``tdamp_fs``, ``max_force`` (newtonian).
+
+    Raises:
+        ValueError: an unknown dynamics, or an option the chosen dynamics does not use.
+    """
+    if dynamics not in DYNAMICS:
+        raise ValueError(f"dynamics must be one of {list(DYNAMICS)}, got {dynamics!r}")
+    given = {name: value for name, value in options.items() if value is not None}
+    return DYNAMICS[dynamics].from_options(dt, start_temperature_K, **given)
+
+
+#: The dynamics a user can name (the CLI's ``--mode``), each with its integrator.
+DYNAMICS = {"newtonian": VelocityVerlet, "learning": LearningDynamics}

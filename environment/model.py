@@ -7,28 +7,15 @@ import numpy as np
 from mesa.experimental.continuous_space import ContinuousSpace
 from tqdm import tqdm
 
+from agents.geometry import wrap
+from agents.loss import AgentLosses
 from agents.nucleus import NucleusAgent
 from agents.species import species as make_species
-from environment.integrators import LearningDynamics, VelocityVerlet
-from environment.space import check_box, wrap
-from environment.thermostats import kinetic_temperature
-from environment.units import EV_PER_AMU_A2_FS2
-from learning.invariants import source_index
-from learning.kernels import LossForces
-from learning.switching import as_cutoff
-from learning.loss import AgentLosses
-
-MODES = ("newtonian", "learning")
-ENGINES = ("numba", "numpy")
-
-
-def _array(name, value, shape):
-    array = np.array(value, dtype=float)
-    if array.shape != shape:
-        raise ValueError(f"{name} must have shape {shape}, got {array.shape}")
-    if not np.all(np.isfinite(array)):
-        raise ValueError(f"{name} contains NaN or infinite values")
-    return array
+from agents.validation import count, finite_array, positive
+from environment.builders import water_box
+from environment.forces import ForceEvaluator
+from environment.integrators import Integrator, VelocityVerlet
+from environment.kinetics import degrees_of_freedom, kinetic_energy, kinetic_temperature
 
 
 class MolecularModel(mesa.Model):
@@ -39,26 +26,25 @@ class MolecularModel(mesa.Model):
         symbols: (N,) chemical symbols, one agent each, in this order.
         positions: (N, 3) positions in angstrom (wrapped into the box).
         box: side of the cubic box in angstrom.
-        losses: :class:`learning.loss.AgentLosses` with one loss per species present.
+        losses: :class:`agents.loss.AgentLosses` with one loss per species present.
         velocities: (N, 3) initial velocities in angstrom/fs (default zero).
         masses: optional ``{symbol: amu}`` overriding CP2K's default masses.
-        mode: ``'newtonian'`` (velocity Verlet, eq. 4.6) or ``'learning'`` (finite tau, 3.1-3.2).
-        dt: time step in fs.
-        tau: the learning time constant in fs (learning mode).
-        thermostat: ``None`` (NVE) or a :class:`environment.thermostats.NoseHooverChain` (newtonian).
-        max_force: force clipping, eV/angstrom (newtonian).
+        integrator: the dynamics, an :class:`environment.integrators.Integrator`:
+            ``VelocityVerlet(dt, thermostat, max_force)`` (the Newtonian limit, eq. 4.6; the default,
+            NVE with dt = 0.5 fs) or ``LearningDynamics(dt, tau)`` (finite tau, eqs 3.1-3.2).
         seed: seeds ``self.random`` and ``self.rng``.
         collect_every: collect the model reporters every this many steps (and at step 0).
         collect_agents: also collect per-agent reporters (position, velocity, loss).
         collect_positions: add a ``positions`` model reporter (an (N, 3) copy each time).
-        engine: the fast path's force evaluation: ``'numba'`` (fused compiled kernels,
-            :class:`learning.kernels.LossForces`, which copies the loss coefficients when the model
-            is built) or ``'numpy'`` (the vectorized reference, reading ``losses`` at every step).
-        cutoff: ``None`` (the paper: all pairs, minimum image) or a cutoff radius in angstrom (or a
-            :class:`learning.switching.SmoothCutoff`): sums switched off smoothly towards r_c.
-        skin: neighbour-list skin in angstrom (cutoff mode with the numba engine).
+        engine, cutoff, skin, threads: how forces are computed, see
+            :class:`environment.forces.ForceEvaluator`.
 
     The fast path is :meth:`step`; :meth:`step_agent` steps one agent at a time (the reference).
+
+    Arrays, row i for ``agent_list[i]`` (Mesa's ``space.active_agents`` order): ``positions`` (Mesa's
+    space array), ``velocities`` (angstrom/fs), ``forces`` F that move the agents (eV/angstrom: the
+    averaged force of eq. 3.1, or the clipped loss force in the Newtonian limit), ``loss_forces``
+    G = -dH_k/dq_k (eV/angstrom, eq. 4.6), ``loss_values`` H_k (eV, eq. 4.5) and ``masses`` (amu).
     """
 
     def __init__(
@@ -69,11 +55,7 @@ class MolecularModel(mesa.Model):
         losses: AgentLosses,
         velocities=None,
         masses: dict | None = None,
-        mode: str = "newtonian",
-        dt: float = 0.5,
-        tau: float | None = None,
-        thermostat=None,
-        max_force: float | None = None,
+        integrator: Integrator | None = None,
         seed=None,
         collect_every: int = 1,
         collect_agents: bool = False,
@@ -81,60 +63,41 @@ class MolecularModel(mesa.Model):
         engine: str = "numba",
         cutoff=None,
         skin: float = 1.0,
+        threads: int | None = None,
     ):
         super().__init__(seed=seed)
         self.symbols = [str(s) for s in symbols]
         n = len(self.symbols)
         if n < 2:
             raise ValueError("symbols: a model needs at least two agents")
-        self.box = check_box(box)
-        positions = _array("positions", positions, (n, 3))
-        velocities = np.zeros((n, 3)) if velocities is None else _array("velocities", velocities, (n, 3))
-        if mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-        if mode == "learning":
-            if thermostat is not None or max_force is not None:
-                raise ValueError("thermostat and max_force apply to mode='newtonian' only")
-            self.integrator = LearningDynamics(dt, tau)
-        else:
-            self.integrator = VelocityVerlet(dt, thermostat, max_force)
-        if int(collect_every) < 1:
-            raise ValueError(f"collect_every must be a positive integer, got {collect_every!r}")
-        self.collect_every = int(collect_every)
-
+        self.box = positive("box", box)
+        positions = finite_array("positions", positions, (n, 3))
+        velocities = np.zeros((n, 3)) if velocities is None else finite_array("velocities", velocities, (n, 3))
+        self.integrator = VelocityVerlet() if integrator is None else integrator
+        if not isinstance(self.integrator, Integrator):
+            raise ValueError(f"integrator must be an environment.integrators.Integrator, got {integrator!r}")
+        self.collect_every = count("collect_every", collect_every)
         masses = masses or {}
-        species = {s: make_species(s, masses.get(s)) for s in dict.fromkeys(self.symbols)}
-        self._check_losses(losses, list(species))
+        self.species = {s: make_species(s, masses.get(s)) for s in dict.fromkeys(self.symbols)}
         self.losses = losses
-        self._source_indices = {
-            s: source_index(self.symbols, losses[s].invariants.sources) for s in species
-        }
-        symbols_array = np.array(self.symbols)
-        self._sinks = {s: np.flatnonzero(symbols_array == s) for s in species}
-
-        if engine not in ENGINES:
-            raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
-        self.engine = engine
-        self.cutoff = as_cutoff(cutoff)
-        if self.cutoff is not None:
-            self.cutoff.check_box(self.box)
-        self._fast = LossForces(losses, self.symbols, self.box, self.cutoff, skin) if engine == "numba" else None
+        self._force_options = {"engine": engine, "cutoff": cutoff, "skin": skin, "threads": threads}
+        self.evaluator = ForceEvaluator(losses, self.symbols, self.box, **self._force_options)
 
         self.space = ContinuousSpace([[0.0, self.box]] * 3, torus=True, random=self.random, n_agents=n)
-        self.agent_list = [NucleusAgent(self.space, self, species[s]) for s in self.symbols]
+        self.agent_list = [NucleusAgent(self.space, self, self.species[s]) for s in self.symbols]
+        self._rows = {agent: i for i, agent in enumerate(self.space.active_agents)}
         self.space.agent_positions[:] = wrap(positions, self.box)
-        self.masses = np.array([species[s].mass for s in self.symbols])
+        self.masses = np.array([self.species[s].mass for s in self.symbols])
         self.velocities = velocities
         self.forces = np.zeros((n, 3))
-        self.gradients = np.zeros((n, 3))
-        self.losses_values = np.zeros(n)
-        self.n_dof = 3 * n - 3
+        self.loss_forces = np.zeros((n, 3))
+        self.loss_values = np.zeros(n)
         self.time_fs = 0.0
         self.snapshot = self.positions.copy()
         self._pending = None
         self.integrator.start(self)
         self.datacollector = mesa.DataCollector(
-            model_reporters=self._model_reporters(species, collect_positions),
+            model_reporters=self._model_reporters(collect_positions),
             agent_reporters=(
                 {"species": lambda a: a.species.symbol, "position": lambda a: tuple(a.position),
                  "velocity": lambda a: tuple(a.velocity), "loss": "loss_value"}
@@ -143,21 +106,7 @@ class MolecularModel(mesa.Model):
         )
         self.datacollector.collect(self)
 
-    @staticmethod
-    def _check_losses(losses, present):
-        if not isinstance(losses, AgentLosses):
-            raise ValueError(f"losses must be an AgentLosses, got {type(losses).__name__}")
-        for s in present:
-            if s not in losses.losses:
-                raise ValueError(f"unknown species {s!r}: the losses cover {losses.species}")
-            sources = losses[s].invariants.sources
-            if set(sources) != set(present):
-                raise ValueError(
-                    f"the loss of {s} reads source species {list(sources)} "
-                    f"({losses[s].A.size} invariants) but the model has species {present}"
-                )
-
-    def _model_reporters(self, species, collect_positions):
+    def _model_reporters(self, collect_positions):
         reporters = {
             "time_fs": "time_fs",
             "kinetic_energy": "kinetic_energy",
@@ -165,8 +114,8 @@ class MolecularModel(mesa.Model):
             "potential_half_sum": "potential_half_sum",
             "conserved": "conserved",
         }
-        for s in species:
-            reporters[f"loss_{s}"] = lambda m, s=s: float(np.mean(m.losses_values[m._sinks[s]]))
+        for s in self.species:
+            reporters[f"loss_{s}"] = lambda m, s=s: float(np.mean(m.loss_values[m.evaluator.sinks[s]]))
         if collect_positions:
             reporters["positions"] = lambda m: m.positions.copy()
         return reporters
@@ -178,17 +127,18 @@ class MolecularModel(mesa.Model):
         return self.space.agent_positions
 
     @property
-    def mode(self) -> str:
-        return self.integrator.mode
-
-    @property
     def dt(self) -> float:
         return self.integrator.dt
 
     @property
+    def n_dof(self) -> int:
+        """Degrees of freedom of the kinetic temperature, 3N - 3."""
+        return degrees_of_freedom(len(self.agent_list))
+
+    @property
     def kinetic_energy(self) -> float:
         """Kinetic energy in eV."""
-        return float(0.5 * np.sum(self.masses[:, None] * self.velocities**2) * EV_PER_AMU_A2_FS2)
+        return kinetic_energy(self.velocities, self.masses)
 
     @property
     def temperature(self) -> float:
@@ -198,7 +148,7 @@ class MolecularModel(mesa.Model):
     @property
     def potential_half_sum(self) -> float:
         """1/2 sum_k H_k (eV): the potential energy when the losses come from a symmetric pair potential."""
-        return float(0.5 * np.sum(self.losses_values))
+        return float(0.5 * np.sum(self.loss_values))
 
     @property
     def conserved(self) -> float:
@@ -207,40 +157,60 @@ class MolecularModel(mesa.Model):
         extra = thermostat.energy() if thermostat is not None else 0.0
         return self.kinetic_energy + self.potential_half_sum + extra
 
-    def species_loss(self, symbol: str):
-        return self.losses[symbol]
-
-    def source_indices(self, symbol: str) -> np.ndarray:
-        """Each atom's index among the source species of ``symbol``'s loss."""
-        return self._source_indices[symbol]
+    def index_of(self, agent: NucleusAgent) -> int:
+        """The agent's row in the model's arrays."""
+        try:
+            return self._rows[agent]
+        except KeyError:
+            raise ValueError(f"agent {agent.unique_id} is not in this model") from None
 
     def state(self) -> dict:
         """Plain copies of the state: symbols, box, step, time, positions, velocities, forces, losses."""
         return {
             "symbols": list(self.symbols), "box": self.box, "step": self.steps, "time_fs": self.time_fs,
             "positions": self.positions.copy(), "velocities": self.velocities.copy(),
-            "forces": self.forces.copy(), "losses": self.losses_values.copy(),
+            "forces": self.forces.copy(), "losses": self.loss_values.copy(),
         }
 
     # -- physics -----------------------------------------------------------------------------
-    def evaluate(self, positions):
-        """Loss values H (N,) and gradient forces G = -dH/dq (N, 3) of all agents at ``positions``."""
-        if self._fast is not None:
-            return self._fast(positions)
-        H = np.empty(len(positions))
-        G = np.empty((len(positions), 3))
-        for s, sinks in self._sinks.items():
-            loss = self.losses[s]
-            phi, dphi = loss.invariants.compute(positions, self.box, self._source_indices[s], sinks,
-                                                cutoff=self.cutoff)
-            H[sinks], G[sinks] = loss.evaluate(phi, dphi)
-        return H, G
+    def sense(self) -> None:
+        """Every agent's loss value and loss force at the current positions (the fast path)."""
+        self.loss_values[:], self.loss_forces[:] = self.evaluator(self.positions)
 
     def move_all(self, positions) -> None:
         self.space.agent_positions[:] = wrap(positions, self.box)
 
     def move_agent(self, index: int, position) -> None:
         self.space.agent_positions[index] = wrap(position, self.box)
+
+    def remove_rows(self, agent: NucleusAgent) -> int:
+        """Drop ``agent``'s rows from the model's arrays before Mesa removes it from the space.
+
+        Called by :meth:`agents.nucleus.NucleusAgent.remove`.  The force evaluation and the
+        thermostat's degrees of freedom follow the smaller system; the forces of the agents left are
+        recomputed only at the next step.  Returns the row the agent had.
+        """
+        if self._pending is not None:
+            raise RuntimeError("cannot remove an agent in the middle of an agent-by-agent step")
+        if len(self.agent_list) <= 2:
+            raise ValueError("cannot remove an agent: a model needs at least two agents")
+        row = self.index_of(agent)
+        self.agent_list.pop(row)
+        del self.symbols[row]
+        for name in ("masses", "velocities", "forces", "loss_forces", "loss_values"):
+            setattr(self, name, np.delete(getattr(self, name), row, axis=0))
+        self.evaluator = ForceEvaluator(self.losses, self.symbols, self.box, **self._force_options)
+        thermostat = getattr(self.integrator, "thermostat", None)
+        if thermostat is not None:
+            thermostat.attach(self.n_dof)
+        return row
+
+    def reindex(self) -> None:
+        """Rows follow Mesa's ``space.active_agents`` order (after a removal)."""
+        self._rows = {agent: i for i, agent in enumerate(self.space.active_agents)}
+        if list(self._rows) != self.agent_list:
+            raise RuntimeError("the model's agents and Mesa's space disagree on the order of rows")
+        self.snapshot = self.positions.copy()
 
     # -- stepping ----------------------------------------------------------------------------
     def step(self, reference: bool = False) -> None:
@@ -259,42 +229,31 @@ class MolecularModel(mesa.Model):
         """Step one agent; the model step completes when every agent has stepped.
 
         All agents of a step scan the same snapshot (simultaneous update), so any order ends in the
-        same state as :meth:`step`.  Learning mode: the agent takes all five steps.  Newtonian
-        mode: the agent half-kicks and drifts; velocity Verlet's force update and closing half-kick
-        need everyone's new position, so they run for all agents when the last agent has moved.
+        same state as :meth:`step`.  What an agent's own part is depends on the integrator (see
+        :meth:`environment.integrators.Integrator.agent_step`).
         """
         if self._act(agent):
             self.steps += 1  # a step completed outside Model.step, which counts its own
             self._finish_step()
+
+    @property
+    def pending_agents(self) -> list[NucleusAgent]:
+        """Agents that have not yet taken their part of the current agent-by-agent step."""
+        return [] if self._pending is None else list(self._pending)
 
     def _act(self, agent) -> bool:
         """One agent's part of the step; True when it completed the step."""
         if self._pending is None:
             self._pending = dict.fromkeys(self.agent_list)
             self.snapshot = self.positions.copy()
-            if self.mode == "newtonian":
-                self.integrator.thermostat_half_step(self)
+            self.integrator.begin_step(self)
         if agent not in self._pending:
             raise ValueError(f"agent {agent.unique_id} has already stepped in this step")
         del self._pending[agent]
-        dt = self.dt
-        if self.mode == "learning":
-            agent.scan()
-            agent.encode()
-            agent.loss()
-            agent.update_force(dt)
-        agent.move(dt)
+        self.integrator.agent_step(agent)
         if self._pending:
             return False
-        if self.mode == "newtonian":
-            self.snapshot = self.positions.copy()
-            for other in self.agent_list:
-                other.scan()
-                other.encode()
-                other.loss()
-                other.update_force(dt)
-                other.kick(dt)
-            self.integrator.thermostat_half_step(self)
+        self.integrator.end_step(self)
         self._pending = None
         return True
 
@@ -307,16 +266,13 @@ class MolecularModel(mesa.Model):
 
     def run(self, n_steps: int, progress: bool = False) -> None:
         """Take ``n_steps`` fast-path steps, with a progress bar (steps/s) if ``progress``."""
-        if int(n_steps) < 0:
-            raise ValueError(f"n_steps must be non-negative, got {n_steps}")
-        for _ in tqdm(range(int(n_steps)), disable=not progress, unit="step", leave=False):
+        n_steps = count("n_steps", n_steps, minimum=0)
+        for _ in tqdm(range(n_steps), disable=not progress, unit="step", leave=False):
             self.step()
 
     @classmethod
     def water_box(cls, n_molecules: int, losses: AgentLosses, density_g_cm3: float = 0.997,
                   temperature_K: float = 300.0, seed=None, **kwargs) -> "MolecularModel":
         """A model of ``n_molecules`` waters from :func:`environment.builders.water_box`."""
-        from environment.builders import water_box
-
         symbols, positions, velocities, box = water_box(n_molecules, density_g_cm3, temperature_K, seed)
         return cls(symbols, positions, box, losses, velocities=velocities, seed=seed, **kwargs)

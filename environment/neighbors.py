@@ -17,19 +17,27 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from environment.space import wrap
+from agents.geometry import fold, wrap
 
 
 @njit(cache=True, inline="always")
 def _distance2(X, Y, Z, k, j, box):
     """Squared minimum-image distance between atoms k and j."""
-    dx = X[k] - X[j]
-    dy = Y[k] - Y[j]
-    dz = Z[k] - Z[j]
-    dx -= box * np.rint(dx / box)
-    dy -= box * np.rint(dy / box)
-    dz -= box * np.rint(dz / box)
+    inv_box = 1.0 / box
+    dx = fold(X[k] - X[j], box, inv_box)
+    dy = fold(Y[k] - Y[j], box, inv_box)
+    dz = fold(Z[k] - Z[j], box, inv_box)
     return dx * dx + dy * dy + dz * dz
+
+
+@njit(cache=True, inline="always")
+def _record(X, Y, Z, k, j, box, r2max, fill, indices, q, c):
+    """Count (and, if ``fill``, store at ``q + c``) atom j as a neighbour of k; the new count."""
+    if j == k or _distance2(X, Y, Z, k, j, box) > r2max:
+        return c
+    if fill:
+        indices[q + c] = j
+    return c + 1
 
 
 @njit(cache=True, parallel=True)
@@ -40,12 +48,8 @@ def _brute(X, Y, Z, box, species, n_species, r2max, counts, fill, ptr, indices):
             q = ptr[k, a] if fill else 0
             c = 0
             for j in range(N):
-                if j == k or species[j] != a:
-                    continue
-                if _distance2(X, Y, Z, k, j, box) <= r2max:
-                    if fill:
-                        indices[q + c] = j
-                    c += 1
+                if species[j] == a:
+                    c = _record(X, Y, Z, k, j, box, r2max, fill, indices, q, c)
             if not fill:
                 counts[k, a] = c
 
@@ -68,12 +72,7 @@ def _cells(X, Y, Z, box, species, n_species, r2max, n_cell, cell_of, cell_ptr,
                         cell = (((cx + ox) % n_cell) * n_cell + (cy + oy) % n_cell) * n_cell + (cz + oz) % n_cell
                         key = cell * n_species + a
                         for j in range(cell_ptr[key], cell_ptr[key + 1]):
-                            if j == k:
-                                continue
-                            if _distance2(X, Y, Z, k, j, box) <= r2max:
-                                if fill:
-                                    indices[q + c] = j
-                                c += 1
+                            c = _record(X, Y, Z, k, j, box, r2max, fill, indices, q, c)
             if not fill:
                 counts[k, a] = c
 
@@ -81,11 +80,11 @@ def _cells(X, Y, Z, box, species, n_species, r2max, n_cell, cell_of, cell_ptr,
 @njit(cache=True)
 def _max_shift2(P, R, box):
     m = 0.0
+    inv_box = 1.0 / box
     for k in range(P.shape[0]):
         s = 0.0
         for x in range(3):
-            d = P[k, x] - R[k, x]
-            d -= box * np.rint(d / box)
+            d = fold(P[k, x] - R[k, x], box, inv_box)
             s += d * d
         m = max(m, s)
     return m

@@ -8,21 +8,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from environment.units import EV_PER_AMU_A2_FS2, KB_EV_PER_K
+from agents.units import KB_EV_PER_K
+from agents.validation import count, positive
+from environment.kinetics import kinetic_energy
 
 # Fourth-order Suzuki–Yoshida weights for the thermostat sub-steps.
 _W1 = 1.0 / (2.0 - 2.0 ** (1.0 / 3.0))
 SUZUKI_YOSHIDA = (_W1, 1.0 - 2.0 * _W1, _W1)
-
-
-def twice_kinetic_energy(velocities, masses) -> float:
-    """sum_k m_k |v_k|^2 in eV (velocities in angstrom/fs, masses (N,) in amu)."""
-    return float(np.sum(masses[:, None] * velocities**2) * EV_PER_AMU_A2_FS2)
-
-
-def kinetic_temperature(velocities, masses) -> float:
-    """Kinetic temperature (K) with N_f = 3N - 3 degrees of freedom (total momentum removed)."""
-    return twice_kinetic_energy(velocities, masses) / ((3 * len(masses) - 3) * KB_EV_PER_K)
 
 
 class NoseHooverChain:
@@ -36,18 +28,18 @@ class NoseHooverChain:
     """
 
     def __init__(self, temperature_K: float, tdamp_fs: float = 100.0, chain_length: int = 3, substeps: int = 1):
-        for name, value in (("temperature_K", temperature_K), ("tdamp_fs", tdamp_fs)):
-            if not np.isfinite(value) or value <= 0:
-                raise ValueError(f"thermostat {name} must be positive, got {value!r}")
-        if int(chain_length) < 1 or int(substeps) < 1:
-            raise ValueError("thermostat chain_length and substeps must be at least 1")
-        self.temperature_K = float(temperature_K)
-        self.tdamp_fs = float(tdamp_fs)
-        self.chain_length = int(chain_length)
-        self.substeps = int(substeps)
+        self.temperature_K = positive("thermostat temperature_K", temperature_K)
+        self.tdamp_fs = positive("thermostat tdamp_fs", tdamp_fs)
+        self.chain_length = count("thermostat chain_length", chain_length)
+        self.substeps = count("thermostat substeps", substeps)
         self.n_dof = None
         self.eta = np.zeros(self.chain_length)  # thermostat positions (dimensionless)
         self.xi = np.zeros(self.chain_length)  # thermostat velocities (1/fs)
+
+    def settings(self) -> dict:
+        """The thermostat's parameters as plain data."""
+        return {"kind": "nose-hoover-chain", "temperature_K": self.temperature_K, "tdamp_fs": self.tdamp_fs,
+                "chain_length": self.chain_length}
 
     @property
     def kT(self) -> float:
@@ -74,7 +66,7 @@ class NoseHooverChain:
         """Advance the chain by dt/2 and scale ``velocities`` (N, 3) in place."""
         if self.n_dof is None:
             raise RuntimeError("attach the thermostat to a system (n_dof) before stepping it")
-        twice_ke = twice_kinetic_energy(velocities, masses)
+        twice_ke = 2.0 * kinetic_energy(velocities, masses)
         scale = 1.0
         for weight in SUZUKI_YOSHIDA:
             delta = weight * 0.5 * dt / self.substeps

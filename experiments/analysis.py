@@ -11,7 +11,7 @@ from __future__ import annotations
 import networkx as nx
 import numpy as np
 
-from environment.space import displacement
+from agents.geometry import displacement
 
 #: 1/fs in cm^-1 (10^15 / c with c in cm/s).
 WAVENUMBER_PER_INV_FS = 1e15 / 2.99792458e10

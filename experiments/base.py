@@ -1,77 +1,12 @@
-"""The experiment base: a config dataclass in, a :class:`Results` out, saved as JSON, CSV and PNG."""
+"""The experiment base: a config dataclass in, a :class:`experiments.outputs.Results` out."""
 
 from __future__ import annotations
 
 import dataclasses
-import json
-import shutil
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-
-def _plain(value):
-    """JSON-ready copy of numbers, arrays and nested containers (NaN -> None)."""
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return _plain(value.tolist())
-    if isinstance(value, (np.floating, float)):
-        return None if not np.isfinite(value) else float(value)
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, Path):
-        return str(value)
-    return value
-
-
-@dataclass
-class Results:
-    """What an experiment produced.
-
-    Attributes:
-        summary: scalar numbers and short lists (goes to ``summary.json``).
-        tables: name -> DataFrame (each goes to ``NAME.csv``).
-        figures: name -> matplotlib Figure (each goes to ``NAME.png``).
-    """
-
-    summary: dict = field(default_factory=dict)
-    tables: dict[str, pd.DataFrame] = field(default_factory=dict)
-    figures: dict[str, plt.Figure] = field(default_factory=dict)
-
-    def save(self, out_dir, summary_name: str = "summary.json") -> list[Path]:
-        """Write every table, figure and the summary into ``out_dir``; return the paths written."""
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        written = []
-        for name, table in self.tables.items():
-            table.to_csv(out / f"{name}.csv", index=False)
-            written.append(out / f"{name}.csv")
-        for name, figure in self.figures.items():
-            figure.savefig(out / f"{name}.png", dpi=120, bbox_inches="tight")
-            plt.close(figure)
-            written.append(out / f"{name}.png")
-        (out / summary_name).write_text(json.dumps(_plain(self.summary), indent=1) + "\n")
-        written.append(out / summary_name)
-        return written
-
-
-def publish(staging: Path, out: Path) -> None:
-    """Move everything written in ``staging`` into ``out``, replacing what was there: runs write into
-    a staging folder first, so a failed run leaves nothing half-written."""
-    for item in Path(staging).iterdir():
-        target = Path(out) / item.name
-        if target.is_dir():
-            shutil.rmtree(target)
-        item.replace(target)
+from experiments.inputs import load_inputs
+from experiments.outputs import Results
 
 
 class Experiment:
@@ -112,9 +47,7 @@ class LearnedLossExperiment(Experiment):
         self.losses = losses
 
     def load_inputs(self):
-        """Fill ``self.trajectory`` and ``self.losses`` (see :func:`experiments.pipeline.load_inputs`)."""
-        from experiments.pipeline import load_inputs
-
+        """Fill ``self.trajectory`` and ``self.losses`` (see :func:`experiments.inputs.load_inputs`)."""
         cfg = self.config
         self.trajectory, self.losses = load_inputs(cfg.data, cfg.losses, self.trajectory, self.losses, cfg.seed)
         return self.trajectory, self.losses

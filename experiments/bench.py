@@ -10,28 +10,22 @@ coefficients are random but small: only the cost is measured.  Whole model steps
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import platform
 import resource
 import sys
-import time
 
 import numpy as np
 
 from environment.builders import box_for_density, water_box, water_lattice
+from environment.integrators import VelocityVerlet
 from environment.model import MolecularModel
 from environment.thermostats import NoseHooverChain
-from learning.invariants import InvariantSet
-from learning.loss import AgentLosses, SpeciesLoss
-from learning.weights import weight_functions
+from experiments.timing import seconds_per_step
+from agents.invariants import InvariantSet
+from agents.loss import AgentLosses, SpeciesLoss
+from agents.weights import PAPER_SELECTED, weight_functions
 
-#: The paper's seven most relevant weight functions per species (Sec. 5.2).
-PAPER_SETS = {
-    "O": "exp(a=1/5),exp(a=1/6),exp(a=1/7),gauss(s=4),gauss(s=6),gauss(s=8),pow(n=2)",
-    "H": "exp(a=1/2),exp(a=1/4),gauss(s=2),gauss(s=3),gauss(s=4),gauss(s=5),gauss(s=6)",
-}
 MODES = ("minimum-image", "cutoff")
 #: Largest system timed with all-pairs sums (its cost grows as N^2).
 MAX_MINIMUM_IMAGE_WATERS = 8192
@@ -41,7 +35,7 @@ def benchmark_losses(seed: int = 0, scale: float = 1e-4) -> AgentLosses:
     """Quadratic losses on the paper's invariant sets with small random coefficients (timing only)."""
     rng = np.random.default_rng(seed)
     losses = {}
-    for symbol, names in PAPER_SETS.items():
+    for symbol, names in PAPER_SELECTED.items():
         invariants = InvariantSet(weight_functions(names), ("O", "H"))
         S, M = invariants.shape
         B = rng.normal(size=(S * M, S * M)) * scale
@@ -50,22 +44,20 @@ def benchmark_losses(seed: int = 0, scale: float = 1e-4) -> AgentLosses:
 
 
 def bench_size(n_waters: int, steps: int, mode: str = "minimum-image", cutoff: float = 6.0,
-               engine: str = "numba", seed: int = 0) -> dict:
+               engine: str = "numba", seed: int = 0, threads: int | None = None) -> dict:
     """Time up to ``steps`` fast-path steps of ``n_waters`` waters (fewer for very large systems)."""
     build = water_box if n_waters <= 256 else water_lattice
     symbols, positions, velocities, box = build(n_waters, temperature_K=300.0, seed=seed)
     atoms = len(symbols)
     steps = max(3, min(steps, int(2e7 / (atoms * (atoms if mode == "minimum-image" else 150)))))
     model = MolecularModel(symbols, positions, box, benchmark_losses(seed), velocities=velocities, seed=seed,
-                           thermostat=NoseHooverChain(300.0, 100.0, chain_length=1), engine=engine,
-                           cutoff=cutoff if mode == "cutoff" else None, collect_every=10**9)
-    model.step()
-    start = time.perf_counter()
-    for _ in range(steps):
-        model.step()
-    seconds = time.perf_counter() - start
+                           integrator=VelocityVerlet(0.5, NoseHooverChain(300.0, 100.0, chain_length=1)),
+                           engine=engine, cutoff=cutoff if mode == "cutoff" else None, collect_every=10**9,
+                           threads=threads)
+    seconds = steps * seconds_per_step(model, steps)
     return {
-        "waters": n_waters, "atoms": atoms, "mode": mode, "engine": engine, "box_A": round(box, 3),
+        "waters": n_waters, "atoms": atoms, "mode": mode, "engine": engine, "threads": model.evaluator.threads,
+        "box_A": round(box, 3),
         "steps": steps, "seconds_per_1000_steps": 1000.0 * seconds / steps,
         "atom_steps_per_second": atoms * steps / seconds,
         "ns_per_atom_step": 1e9 * seconds / (atoms * steps),
@@ -81,13 +73,18 @@ def machine() -> dict:
             "numba": numba.__version__, "numba_threads": numba.get_num_threads()}
 
 
-def run(args) -> int:
-    sizes = sorted(int(n) for n in str(args.waters).split(",") if n.strip())
-    modes = [m.strip() for m in str(args.modes).split(",") if m.strip()]
+def run_benchmark(sizes, modes, steps: int = 1000, cutoff: float = 6.0, engine: str = "numba",
+                  threads: int | None = None) -> dict:
+    """Time every size in every mode (ascending sizes); progress lines go to stderr.
+
+    Returns:
+        The machine, the timed rows of :func:`bench_size` and the sizes skipped (with why).
+    """
+    sizes = sorted(int(n) for n in sizes)
     if not sizes or sizes[0] < 1:
-        raise ValueError(f"--waters needs positive sizes, got {args.waters!r}")
-    if args.steps < 1:
-        raise ValueError(f"--steps must be positive, got {args.steps}")
+        raise ValueError(f"--waters needs positive sizes, got {sizes!r}")
+    if steps < 1:
+        raise ValueError(f"--steps must be positive, got {steps}")
     if set(modes) - set(MODES):
         raise ValueError(f"--modes must be among {MODES}, got {modes}")
     results, skipped = [], []
@@ -97,33 +94,16 @@ def run(args) -> int:
                 skipped.append(f"{n} waters, minimum-image: all-pairs cost grows as N^2")
                 continue
             box = box_for_density(n, 0.997)
-            if mode == "cutoff" and box < 2 * args.cutoff:
-                skipped.append(f"{n} waters, cutoff: box {box:.1f} A is under 2 r_c = {2 * args.cutoff} A")
+            if mode == "cutoff" and box < 2 * cutoff:
+                skipped.append(f"{n} waters, cutoff: box {box:.1f} A is under 2 r_c = {2 * cutoff} A")
                 continue
-            row = bench_size(n, args.steps, mode, args.cutoff, args.engine)
+            row = bench_size(n, steps, mode, cutoff, engine, threads=threads)
             results.append(row)
             print(f"{n} waters, {mode}: {row['seconds_per_1000_steps']:.3g} s per 1000 steps, "
                   f"{row['ns_per_atom_step']:.0f} ns per atom-step", file=sys.stderr)
-    print(json.dumps({
+    return {
         "benchmark": "Newtonian NVT (velocity Verlet + Nose-Hoover), quadratic loss, 7 weight functions per species",
-        "machine": machine(), "cutoff_A": args.cutoff, "results": results, "skipped": skipped,
+        "machine": machine(), "cutoff_A": cutoff, "results": results, "skipped": skipped,
         "peak_rss_note": "process peak resident memory so far; sizes run in ascending order",
         "paper": {"waters": 128, "seconds_per_1000_steps": 20.0, "machine": "AMD Ryzen 9 7950X (16 cores)"},
-    }, indent=1))
-    return 0
-
-
-def register(subparsers) -> None:
-    p = subparsers.add_parser("bench", help="time the learned-loss simulation (prints JSON)")
-    p.add_argument("--waters", default="32,128", help="comma-separated numbers of water molecules")
-    p.add_argument("--steps", type=int, default=1000, help="timed steps per size (fewer for large systems)")
-    p.add_argument("--modes", default="minimum-image", help="comma-separated: minimum-image, cutoff")
-    p.add_argument("--cutoff", type=float, default=6.0, help="cutoff radius (angstrom) of the cutoff mode")
-    p.add_argument("--engine", choices=["numba", "numpy"], default="numba")
-    p.set_defaults(func=run)
-
-
-if __name__ == "__main__":
-    parser = argparse.ArgumentParser(prog="python -m experiments.bench")
-    register(parser.add_subparsers(dest="command"))
-    sys.exit(run(parser.parse_args(["bench", *sys.argv[1:]])))
+    }

@@ -8,8 +8,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from experiments.base import Experiment, Results
-from learning.cp2k import default_data_path, read_trajectory
+from experiments.base import Experiment
+from experiments.outputs import Results
+from learning.cp2k.reader import read_trajectory
 
 
 @dataclass
@@ -27,7 +28,7 @@ class DatasetExperiment(Experiment):
     name = "dataset"
 
     def run(self) -> Results:
-        trajectory = read_trajectory(self.config.data or default_data_path())
+        trajectory = read_trajectory(self.config.data)
         start = int(round(self.config.equilibration * len(trajectory)))
         table = pd.DataFrame(
             {

@@ -4,11 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-#: The paper's selected weight functions (Sec. 5.2).
-PAPER_SELECTED = {
-    "O": "exp(a=1/5), exp(a=1/6), exp(a=1/7), gauss(s=4), gauss(s=6), gauss(s=8), pow(n=2)",
-    "H": "exp(a=1/2), exp(a=1/4), gauss(s=2), gauss(s=3), gauss(s=4), gauss(s=5), gauss(s=6)",
-}
+from agents.weights import PAPER_SELECTED
 
 
 def _f(value, digits=3):
@@ -33,7 +29,7 @@ def write_report(s: dict, path) -> Path:
         "",
         "| species | selected here | paper |",
         "|---|---|---|",
-        *[f"| {k} | {', '.join(v)} | {PAPER_SELECTED.get(k, '—')} |" for k, v in sel["selected"].items()],
+        *[f"| {k} | {', '.join(v)} | {PAPER_SELECTED.get(k, '—').replace(',', ', ')} |" for k, v in sel["selected"].items()],
         "",
         "Table 1, relative RMSE (5.2) with the selected invariants:",
         "",

@@ -15,10 +15,12 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from environment.integrators import LearningDynamics, VelocityVerlet
 from environment.model import MolecularModel
-from environment.space import minimum_image
-from experiments.base import LearnedLossExperiment, Results
-from experiments.simulation import run_guarded
+from agents.geometry import minimum_image
+from experiments.base import LearnedLossExperiment
+from experiments.outputs import Results
+from experiments.guarded_run import run_guarded
 
 
 @dataclass
@@ -45,13 +47,14 @@ class TauLimitExperiment(LearnedLossExperiment):
     Config = TauLimitConfig
     name = "tau_limit"
 
-    def _run(self, mode, tau=None):
+    def _run(self, integrator):
         traj, cfg = self.trajectory, self.config
         frame = self.start
         model = MolecularModel(traj.symbols, traj.positions[frame], traj.box, self.losses,
-                               velocities=traj.velocities[frame], mode=mode, tau=tau, dt=cfg.dt,
+                               velocities=traj.velocities[frame], integrator=integrator,
                                seed=cfg.seed, collect_positions=True)
-        run_guarded(model, cfg.steps, progress=cfg.progress, label=f"{mode} tau={tau}")
+        label = integrator.name + (f" tau={integrator.tau:g}" if isinstance(integrator, LearningDynamics) else "")
+        run_guarded(model, cfg.steps, progress=cfg.progress, label=label)
         table = model.datacollector.get_model_vars_dataframe()
         return table, np.stack(table["positions"].to_list())
 
@@ -62,12 +65,12 @@ class TauLimitExperiment(LearnedLossExperiment):
         self.load_inputs()
         traj = self.trajectory
         self.start = self.start_frame()
-        newton, q_newton = self._run("newtonian")
+        newton, q_newton = self._run(VelocityVerlet(cfg.dt))
         time = newton["time_fs"].to_numpy()
         columns = {"time_fs": time, "ke_newtonian_eV": newton["kinetic_energy"].to_numpy()}
         rows = []
         for tau in sorted(cfg.taus):
-            table, q = self._run("learning", tau)
+            table, q = self._run(LearningDynamics(cfg.dt, tau))
             deviation = np.sqrt(np.mean(np.sum(minimum_image(q - q_newton, traj.box) ** 2, -1), -1))
             ratio = np.log(table["kinetic_energy"].to_numpy() / columns["ke_newtonian_eV"])
             gamma = -float(np.polyfit(time, ratio, 1)[0])

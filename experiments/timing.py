@@ -8,9 +8,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from environment.integrators import VelocityVerlet
 from environment.model import MolecularModel
 from environment.thermostats import NoseHooverChain
-from experiments.base import LearnedLossExperiment, Results
+from experiments.base import LearnedLossExperiment
+from experiments.outputs import Results
 
 #: The paper's numbers for 128 waters: CP2K ~10 h / 1000 steps, learning-based 20 s / 1000 steps.
 PAPER_CP2K_S_PER_STEP = 36.0
@@ -49,15 +51,15 @@ class TimingExperiment(LearnedLossExperiment):
         traj = self.trajectory
         used = traj.used_time[1:]  # CP2K's first step includes its set-up
         cp2k = float(np.nanmedian(used))
-        settings = dict(max_force=10.0, seed=cfg.seed)
-        thermostat = lambda: NoseHooverChain(float(np.mean(traj.temperature)), 25.0, chain_length=1)  # noqa: E731
+        target = float(np.mean(traj.temperature))
+        integrator = lambda: VelocityVerlet(0.5, NoseHooverChain(target, 25.0, chain_length=1), 10.0)  # noqa: E731
         data_model = MolecularModel(traj.symbols, traj.positions[0], traj.box, self.losses,
-                                    velocities=traj.velocities[0], thermostat=thermostat(), **settings)
+                                    velocities=traj.velocities[0], integrator=integrator(), seed=cfg.seed)
         rows = [{"system": f"CP2K data ({traj.n_atoms} atoms)", "atoms": traj.n_atoms,
                  "learned_s_per_step": seconds_per_step(data_model, cfg.steps), "cp2k_s_per_step": cp2k}]
         for n in cfg.waters:
-            model = MolecularModel.water_box(n, self.losses, temperature_K=300.0, thermostat=thermostat(),
-                                             **settings)
+            model = MolecularModel.water_box(n, self.losses, temperature_K=300.0, integrator=integrator(),
+                                             seed=cfg.seed)
             rows.append({"system": f"{n} waters", "atoms": 3 * n,
                          "learned_s_per_step": seconds_per_step(model, cfg.steps),
                          "cp2k_s_per_step": PAPER_CP2K_S_PER_STEP if n == 128 else np.nan})

@@ -14,11 +14,13 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from environment.integrators import VelocityVerlet
 from environment.model import MolecularModel
 from environment.thermostats import NoseHooverChain
 from experiments import analysis
-from experiments.base import LearnedLossExperiment, Results
-from experiments.simulation import run_guarded
+from experiments.base import LearnedLossExperiment
+from experiments.outputs import Results
+from experiments.guarded_run import run_guarded
 
 
 @dataclass
@@ -68,8 +70,8 @@ class WaterSimulationExperiment(LearnedLossExperiment):
         traj, cfg = self.trajectory, self.config
         return MolecularModel(
             traj.symbols, traj.positions[frame], traj.box, self.losses,
-            velocities=traj.velocities[frame], dt=cfg.dt, thermostat=thermostat,
-            max_force=cfg.max_force, seed=cfg.seed, collect_positions=True,
+            velocities=traj.velocities[frame], integrator=VelocityVerlet(cfg.dt, thermostat, cfg.max_force),
+            seed=cfg.seed, collect_positions=True,
         )
 
     def run(self) -> Results:

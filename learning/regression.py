@@ -19,10 +19,10 @@ import scipy.linalg
 import scipy.linalg.lapack
 
 from agents.species import species as make_species
-from environment.units import ACCEL_EV_PER_AMU_A
-from learning.invariants import InvariantSet, source_index
-from learning.loss import SpeciesLoss
-from learning.weights import weight_functions
+from agents.units import ACCEL_EV_PER_AMU_A
+from agents.invariants import InvariantSet, source_index
+from agents.loss import SpeciesLoss
+from agents.weights import weight_functions
 
 ORDERS = ("linear", "quadratic")
 #: Pivot tolerance of the unit-diagonal Gram matrix below which a design column counts as dependent.
@@ -112,10 +112,10 @@ class SpeciesData:
     """Normal equations of one species for every candidate weight function, per frame split.
 
     Args:
-        trajectory: a :class:`learning.cp2k.Trajectory`.
+        trajectory: a :class:`learning.cp2k.reader.Trajectory`.
         species: the sink species (e.g. ``"O"``).
         functions: the candidate weight functions (e.g. the paper's 18).
-        splits: ``{name: frame indices}`` (see :func:`learning.dataset.split_frames`).
+        splits: ``{name: frame indices}`` (see :func:`learning.splits.split_frames`).
         sources: the source species (default: the trajectory's species, in order of appearance).
         progress: show a progress bar.
     """
@@ -195,7 +195,7 @@ class LossRegressor:
         ridge: ridge penalty on the column-scaled problem (0: plain least squares).
 
     Attributes (after ``fit``):
-        loss_: the learned :class:`learning.loss.SpeciesLoss`.
+        loss_: the learned :class:`agents.loss.SpeciesLoss`.
         rmse_: relative RMSE (5.2) on the fitted frames.
         condition_number_: of the column-scaled design matrix.
     """

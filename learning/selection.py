@@ -13,10 +13,10 @@ import time
 import numpy as np
 from tqdm import tqdm
 
-from learning.dataset import split_frames
-from learning.loss import AgentLosses
+from learning.splits import split_frames
+from agents.loss import AgentLosses
 from learning.regression import ORDERS, SpeciesData
-from learning.weights import paper_weight_functions, weight_functions
+from agents.weights import paper_weight_functions, weight_functions
 
 #: Default ridge penalty (on the column-scaled least-squares problem): plain least squares.
 DEFAULT_RIDGE = 0.0
@@ -64,12 +64,12 @@ def select_and_fit(trajectory, n_keep: int | None = 7, order: str = "quadratic",
     """Fig. 2, Table 1 and the learned losses of every species in one pass over the data.
 
     Args:
-        trajectory: a :class:`learning.cp2k.Trajectory`.
+        trajectory: a :class:`learning.cp2k.reader.Trajectory`.
         n_keep: invariants kept per species (the paper: 7); None picks the best validation size.
         order: the loss order used for selection and for the returned losses.
         ridge: ridge penalty of every fit (on the column-scaled problem).
         functions: candidate weight functions (default: the paper's 18).
-        splits: frame splits (default: :func:`learning.dataset.split_frames` of the trajectory).
+        splits: frame splits (default: :func:`learning.splits.split_frames` of the trajectory).
 
     Returns:
         ``{"curves": {species: curve}, "selected": {species: names}, "best_size": {species: the size

@@ -4,16 +4,17 @@ import numpy as np
 import pytest
 
 from environment.builders import water_box
+from environment.integrators import LearningDynamics
 from environment.model import MolecularModel
 from experiments.bench import benchmark_losses
-from learning.invariants import source_index
+from agents.invariants import source_index
 
 
 def learning_model(**kwargs):
     """Four waters, the paper's seven weight functions per species, small random quadratic losses."""
     symbols, positions, velocities, box = water_box(4, seed=8)
     return MolecularModel(symbols, positions, box, benchmark_losses(seed=3, scale=1e-2), velocities=velocities,
-                          mode="learning", tau=30.0, seed=0, **kwargs)
+                          integrator=LearningDynamics(0.5, 30.0), seed=0, **kwargs)
 
 
 def test_every_agent_of_a_step_scans_the_snapshot_taken_at_its_start():
@@ -60,3 +61,29 @@ def test_the_environment_package_exports_its_main_classes():
     assert environment.MolecularModel is direct
     with pytest.raises(AttributeError, match="no_such_thing"):
         environment.no_such_thing  # noqa: B018
+
+
+@pytest.mark.parametrize("reference", [False, True])
+def test_removing_an_agent_keeps_the_model_arrays_consistent(reference):
+    model = learning_model()
+    model.run(2)
+    gone = model.agent_list[4]
+    keep = [a for a in model.agent_list if a is not gone]
+    before = {a: (a.position.copy(), a.velocity) for a in keep}
+    gone.remove()
+    assert len(model.agent_list) == len(model.space.active_agents) == len(model.symbols) == 11
+    assert model.velocities.shape == model.forces.shape == (11, 3) and model.masses.shape == (11,)
+    for agent in keep:  # every agent still reads its own row
+        np.testing.assert_array_equal(agent.position, before[agent][0])
+        np.testing.assert_array_equal(agent.velocity, before[agent][1])
+    model.step(reference=reference)
+    assert np.all(np.isfinite(model.positions)) and model.steps == 3
+    with pytest.raises(ValueError, match="not in this model"):
+        model.index_of(gone)
+
+
+def test_an_agent_cannot_leave_in_the_middle_of_a_step():
+    model = learning_model()
+    model.agent_list[0].step()
+    with pytest.raises(RuntimeError, match="middle"):
+        model.agent_list[5].remove()

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from experiments.cli import main
-from learning.loss import AgentLosses, pair_potential_losses
+from agents.loss import AgentLosses, pair_potential_losses
 
 INVARIANTS = "exp(a=1),gauss(s=3),pow(n=1)"
 

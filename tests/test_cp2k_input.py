@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 
 from experiments.cli import main
-from learning.cp2k_input import (
-    ANGSTROM_FS_PER_BOHR_AUT,
+from learning.cp2k.inputs import (
     MDSettings,
     Section,
     apply_override,
@@ -15,7 +14,8 @@ from learning.cp2k_input import (
     md_input,
     water_input,
 )
-from learning.cp2k_run import (
+from learning.cp2k.units import VELOCITY_AU_A_PER_FS
+from learning.cp2k.run import (
     CP2KError,
     _continuation,
     _keyword,
@@ -71,7 +71,7 @@ def test_velocities_are_written_in_bohr_per_atomic_time_unit():
     velocities = np.array([[0.01, -0.02, 0.003], [0.05, 0.0, -0.04], [-0.03, 0.02, 0.01]])
     rows = md_input(SYMBOLS, POSITIONS, 5.0, velocities).section("FORCE_EVAL/SUBSYS/VELOCITY").rows
     written = np.array([row.split() for row in rows], dtype=float)
-    np.testing.assert_allclose(written * ANGSTROM_FS_PER_BOHR_AUT, velocities, rtol=1e-9)
+    np.testing.assert_allclose(written * VELOCITY_AU_A_PER_FS, velocities, rtol=1e-9)
 
 
 @pytest.mark.parametrize(
@@ -202,8 +202,8 @@ def test_continuation_input_sets_steps_and_ext_restart():
     assert _keyword(_continuation(text.replace("    STEPS 20\n", ""), "r", 4), "MOTION/MD", ("STEPS",)) == "4"
 
 
-def test_keywords_of_the_shared_input(shared_cp2k_dir):
-    text = (shared_cp2k_dir / "h2o-32.inp").read_text()
+def test_keywords_of_the_shared_input(embedded_run_dir):
+    text = (embedded_run_dir / "h2o-32.inp").read_text()
     assert _keyword(text, "GLOBAL", ("PROJECT", "PROJECT_NAME")) == "h2o-32"
     assert _keyword(text, "MOTION/MD", ("STEPS",)) == "20000"
 
@@ -237,9 +237,9 @@ def test_cli_writes_an_input(tmp_path, capsys):
     assert "override must look like SECTION/KEY=VALUE" in capsys.readouterr().err
 
 
-def test_cli_input_from_a_frame_of_the_shared_run(tmp_path, shared_cp2k_dir):
+def test_cli_input_from_a_frame_of_the_shared_run(tmp_path, embedded_run_dir):
     out = tmp_path / "h2o.inp"
-    argv = ["cp2k", "input", "--from", f"{shared_cp2k_dir}:3", "--preset", "dzvp", "--out", str(out)]
+    argv = ["cp2k", "input", "--from", f"{embedded_run_dir}:3", "--preset", "dzvp", "--out", str(out)]
     assert main(argv) == 0
     text = out.read_text()
     assert text.count("\n      H ") == 64 and text.count("\n      O ") == 32 and "&VELOCITY" in text

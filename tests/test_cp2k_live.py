@@ -10,11 +10,11 @@ import time
 import numpy as np
 import pytest
 
-from environment.units import EV_PER_AMU_A2_FS2, KB_EV_PER_K
+from agents.units import EV_PER_AMU_A2_FS2, KB_EV_PER_K
 from experiments.cli import main
-from learning.cp2k import read_trajectory
-from learning.cp2k_input import MDSettings, water_input, write_input
-from learning.cp2k_run import CP2KError, find_executable, run_cp2k
+from learning.cp2k.reader import read_trajectory
+from learning.cp2k.inputs import MDSettings, water_input, write_input
+from learning.cp2k.run import CP2KError, find_executable, run_cp2k
 
 
 def _have_cp2k() -> bool:

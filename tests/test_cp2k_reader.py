@@ -1,4 +1,4 @@
-"""The CP2K reader: the real run (shared copy and embedded copy), units, and every kind of damaged file."""
+"""The CP2K reader: the real run (embedded copy, and the shared one it snapshots), units, and every kind of damaged file."""
 
 import gzip
 import lzma
@@ -8,9 +8,10 @@ import warnings
 import numpy as np
 import pytest
 
-from environment.space import minimum_image
-from environment.units import ACCEL_EV_PER_AMU_A
-from learning.cp2k import HARTREE_EV, default_data_path, read_trajectory
+from agents.geometry import minimum_image
+from agents.units import ACCEL_EV_PER_AMU_A
+from learning.cp2k.reader import default_data_path, read_trajectory
+from learning.cp2k.units import HARTREE_EV
 
 N_ATOMS = 96  # 32 waters
 
@@ -21,9 +22,9 @@ def complete_frames(xyz_path) -> int:
     return len(lines) // (int(lines[0]) + 2)
 
 
-def test_shared_run_frames_units_and_energies(shared_cp2k_dir):
-    run = read_trajectory(shared_cp2k_dir)
-    n = complete_frames(shared_cp2k_dir / "h2o-32-pos-1.xyz")
+def test_run_frames_units_and_energies(embedded_run_dir):
+    run = read_trajectory(embedded_run_dir)
+    n = complete_frames(embedded_run_dir / "h2o-32-pos-1.xyz")
     assert len(run) == n and n >= 341
     assert run.n_atoms == N_ATOMS and run.symbols.count("O") == 32 and run.symbols.count("H") == 64
     np.testing.assert_array_equal(run.steps, np.arange(n))
@@ -61,31 +62,31 @@ def test_slicing_keeps_every_per_frame_array():
     np.testing.assert_array_equal(picked.temperature, run.temperature[[3, 5]])
 
 
-def test_finite_difference_accelerations_without_forces(tmp_path, shared_cp2k_dir):
+def test_finite_difference_accelerations_without_forces(tmp_path, embedded_run_dir):
     for name in ("h2o-32.inp", "h2o-32-pos-1.xyz", "h2o-32-vel-1.xyz"):
-        shutil.copy(shared_cp2k_dir / name, tmp_path / name)
+        shutil.copy(embedded_run_dir / name, tmp_path / name)
     run = read_trajectory(tmp_path / "h2o-32.inp")
-    exact = read_trajectory(shared_cp2k_dir)
+    exact = read_trajectory(embedded_run_dir)
     assert run.forces is None
     inner = slice(1, -1)  # central differences inside, one-sided at the ends
     error = np.mean((run.accelerations[inner] - exact.accelerations[inner]) ** 2)
     assert np.sqrt(error / np.mean(exact.accelerations**2)) < 0.05
 
 
-def test_compressed_files_read_transparently(tmp_path, shared_cp2k_dir):
-    shutil.copy(shared_cp2k_dir / "h2o-32.inp", tmp_path)
+def test_compressed_files_read_transparently(tmp_path, embedded_run_dir):
+    shutil.copy(embedded_run_dir / "h2o-32.inp", tmp_path)
     for name, opener in (("h2o-32-pos-1.xyz", gzip.open), ("h2o-32-vel-1.xyz", lzma.open),
                          ("h2o-32-frc-1.xyz", gzip.open), ("h2o-32-1.ener", lzma.open)):
         suffix = ".gz" if opener is gzip.open else ".xz"
         with opener(tmp_path / (name + suffix), "wb") as handle:
-            handle.write((shared_cp2k_dir / name).read_bytes())
-    packed, plain = read_trajectory(tmp_path), read_trajectory(shared_cp2k_dir)
+            handle.write((embedded_run_dir / name).read_bytes())
+    packed, plain = read_trajectory(tmp_path), read_trajectory(embedded_run_dir)
     for name in ("positions", "velocities", "forces", "potential_energy"):
         np.testing.assert_array_equal(getattr(packed, name), getattr(plain, name))
 
 
-def test_truncated_run_keeps_complete_frames_and_warns(tmp_path, shared_cp2k_dir):
-    for item in shared_cp2k_dir.iterdir():
+def test_truncated_run_keeps_complete_frames_and_warns(tmp_path, embedded_run_dir):
+    for item in embedded_run_dir.iterdir():
         shutil.copy(item, tmp_path / item.name)
     lines = (tmp_path / "h2o-32-pos-1.xyz").read_text().splitlines(keepends=True)
     keep = 40 * (N_ATOMS + 2) + 2 + 17  # 40 whole frames, then a header and 17 of 96 atoms
@@ -97,8 +98,8 @@ def test_truncated_run_keeps_complete_frames_and_warns(tmp_path, shared_cp2k_dir
     assert any("h2o-32-pos-1.xyz" in str(w.message) for w in caught)
 
 
-def test_corrupted_number_names_file_and_line(tmp_path, shared_cp2k_dir):
-    for item in shared_cp2k_dir.iterdir():
+def test_corrupted_number_names_file_and_line(tmp_path, embedded_run_dir):
+    for item in embedded_run_dir.iterdir():
         shutil.copy(item, tmp_path / item.name)
     path = tmp_path / "h2o-32-frc-1.xyz"
     lines = path.read_text().splitlines(keepends=True)

@@ -5,13 +5,14 @@ import numpy as np
 import pytest
 
 from environment.builders import water_box
+from environment.integrators import LearningDynamics, VelocityVerlet
 from environment.model import MolecularModel
-from environment.space import minimum_image
+from agents.geometry import minimum_image
 from environment.thermostats import NoseHooverChain
-from environment.units import ACCEL_EV_PER_AMU_A
-from learning.invariants import InvariantSet
-from learning.loss import AgentLosses, SpeciesLoss, pair_potential_losses
-from learning.weights import weight_functions
+from agents.units import ACCEL_EV_PER_AMU_A
+from agents.invariants import InvariantSet
+from agents.loss import AgentLosses, SpeciesLoss, pair_potential_losses
+from agents.weights import weight_functions
 
 FIELD = np.array([0.3, -0.2, 0.1])  # eV/angstrom, the same on every agent
 START = np.array([[20.0, 20.0, 20.0], [60.0, 60.0, 60.0]])
@@ -21,14 +22,15 @@ BOX = 100.0
 class ConstantField(MolecularModel):
     """Two free oxygens whose loss gradient G is ``FIELD`` wherever they are."""
 
-    def evaluate(self, positions):
-        return np.zeros(len(positions)), np.tile(FIELD, (len(positions), 1))
+    def sense(self):
+        self.loss_values[:] = 0.0
+        self.loss_forces[:] = FIELD
 
 
 def constant_field_model(dt, tau):
     silent = InvariantSet(weight_functions("exp(a=1)"), ("O",))
     losses = AgentLosses({"O": SpeciesLoss("O", silent, np.zeros((1, 1)))})
-    return ConstantField(["O", "O"], START, BOX, losses, mode="learning", dt=dt, tau=tau)
+    return ConstantField(["O", "O"], START, BOX, losses, integrator=LearningDynamics(dt, tau))
 
 
 def closed_form(t, tau, acceleration):
@@ -87,7 +89,8 @@ def test_thermostatted_verlet_retraces_its_path_when_velocities_are_reversed(cha
     c[:, :, 1] = [[0.0, -0.8], [-0.8, 0.0]]  # exp(a=3/2) O-H attraction
     losses = pair_potential_losses(("O", "H"), weight_functions("exp(a=3),exp(a=3/2)"), c)
     thermostat = NoseHooverChain(500.0, tdamp_fs=20.0, chain_length=chain_length)
-    model = MolecularModel(symbols, positions, box, losses, velocities=velocities, dt=0.5, thermostat=thermostat)
+    model = MolecularModel(symbols, positions, box, losses, velocities=velocities,
+                           integrator=VelocityVerlet(0.5, thermostat))
     start = model.positions.copy()
     model.run(100)
     assert np.abs(minimum_image(model.positions - start, box)).max() > 0.1

@@ -9,8 +9,8 @@ import pytest
 
 from experiments.cli import main
 from experiments.extxyz import read_positions
-from learning.cp2k import default_data_path
-from learning.loss import AgentLosses
+from learning.cp2k.reader import default_data_path
+from agents.loss import AgentLosses
 
 FRAMES = 120  # a slice of the embedded run: small enough for the suite, long enough for every split
 
@@ -100,6 +100,12 @@ def test_a_run_that_blows_up_stops_with_its_step_and_keeps_its_last_good_frame(r
     (["--steps", "-3"], "--steps"),
     (["--out", "/proc/forbidden"], "--out"),
     (["--loss", "OTHER"], "species"),
+    (["--tau", "100"], "tau: only for the learning dynamics"),
+    (["--mode", "learning", "--tau", "100", "--max-force", "5"], "max_force: only for the newtonian"),
+    (["--mode", "learning", "--tau", "100", "--thermostat", "nose-hoover"], "thermostat: only for the newtonian"),
+    (["--mode", "learning", "--tau", "100", "--temperature", "300"], "temperature_K: only for the newtonian"),
+    (["--mode", "learning"], "tau"),
+    (["--thermostat", "none", "--temperature", "300"], "needs a thermostat"),
 ])
 def test_bad_simulate_input_is_one_line_exit_2_and_leaves_nothing(arguments, message, reproduced, small_run, tmp_path, capsys):
     other = tmp_path / "other.json"

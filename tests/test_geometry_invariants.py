@@ -5,10 +5,10 @@ import itertools
 import numpy as np
 import pytest
 
-from environment.space import displacement, minimum_image, wrap
-from learning.invariants import InvariantSet, source_index
-from learning.loss import AgentLosses, SpeciesLoss
-from learning.weights import Exponential, Gaussian, PowerLaw, paper_weight_functions, weight_function, weight_functions
+from agents.geometry import displacement, minimum_image, wrap
+from agents.invariants import InvariantSet, source_index
+from agents.loss import AgentLosses, SpeciesLoss
+from agents.weights import Exponential, Gaussian, PowerLaw, paper_weight_functions, weight_function, weight_functions
 
 FAMILIES = "exp(a=1/2),gauss(s=2),pow(n=2),exp(a=1),gauss(s=4),pow(n=1)"
 

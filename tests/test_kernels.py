@@ -1,16 +1,17 @@
-"""The fused numba kernels (learning/kernels.py) against the numpy and per-agent reference paths."""
+"""The fused numba kernels (environment/kernels.py) against the numpy and per-agent reference paths."""
 
 import numpy as np
 import pytest
 
-from learning.invariants import InvariantSet, source_index
-from learning.kernels import LossForces, fast_exp
-from learning.loss import AgentLosses, SpeciesLoss, pair_potential_losses
-from learning.switching import SmoothCutoff
-from learning.weights import weight_functions
+from agents.invariants import InvariantSet, source_index
+from environment.forces import ForceEvaluator
+from environment.kernels import LossForces, fast_exp, invariants
+from agents.loss import AgentLosses, SpeciesLoss, pair_potential_losses
+from agents.cutoff import SmoothCutoff
+from agents.weights import PAPER_SELECTED, weight_functions
 
-H_FUNCS = "exp(a=1/2),exp(a=1/4),gauss(s=2),gauss(s=3),gauss(s=4),gauss(s=5),gauss(s=6)"
-O_FUNCS = "exp(a=1/5),exp(a=1/6),exp(a=1/7),gauss(s=4),gauss(s=6),gauss(s=8),pow(n=2)"
+H_FUNCS = PAPER_SELECTED["H"]
+O_FUNCS = PAPER_SELECTED["O"]
 ALL_FUNCS = "exp(a=1),exp(a=1/3),gauss(s=1),gauss(s=2.5),pow(n=1),pow(n=2),pow(n=1.5)"
 
 
@@ -57,6 +58,11 @@ def close(a, b, rtol=1e-10):
     return np.max(np.abs(a - b)) <= rtol * np.max(np.abs(b))
 
 
+def kernel_invariants(inv, positions, box, species, sinks=None, gradient=True, cutoff=None):
+    """The kernel's phi and dphi, called like ``InvariantSet.compute``."""
+    return invariants(inv.functions, positions, box, species, len(inv.sources), sinks, gradient, cutoff=cutoff)
+
+
 def test_fast_exp_matches_numpy():
     x = -np.concatenate([np.linspace(0, 50, 20001), np.geomspace(1e-12, 700, 2000)])
     assert np.max(np.abs(fast_exp(x) / np.exp(x) - 1)) < 5e-15
@@ -76,7 +82,7 @@ def test_invariants_match_reference(cutoff, layout, funcs):
         species = source_index(symbols, ("O", "H"))
     inv = InvariantSet(weight_functions(funcs), ("O", "H"))
     sinks = np.arange(0, len(positions), 3)
-    phi, dphi = inv.compute(positions, box, species, sinks, cutoff=cutoff, engine="numba")
+    phi, dphi = kernel_invariants(inv, positions, box, species, sinks, cutoff=cutoff)
     phi0, dphi0 = inv.compute(positions, box, species, sinks, cutoff=cutoff)
     assert close(phi, phi0) and close(dphi, dphi0)
     for j, k in enumerate(sinks[:12]):
@@ -91,7 +97,7 @@ def test_loss_forces_match_reference(cutoff, quadratic):
     box = 15.64
     positions, symbols = water_like(128, box, rng)
     losses = random_losses(rng, quadratic=quadratic)
-    fast = LossForces(losses, symbols, box, cutoff=cutoff, skin=0.8, threads=1 if quadratic else None)
+    fast = LossForces(losses, symbols, box, cutoff=cutoff, skin=0.8)
     H, F = fast(positions)
     H0, F0 = reference_forces(losses, positions, box, symbols, cutoff=cutoff)
     assert close(H, H0) and close(F, F0)
@@ -108,10 +114,10 @@ def test_cutoff_converges_monotonically_to_minimum_image():
     positions, symbols = water_like(200, box, rng)
     species = source_index(symbols, ("O", "H"))
     inv = InvariantSet(weight_functions("gauss(s=1.5),gauss(s=2),exp(a=1.5)"), ("O", "H"))
-    full, dfull = inv.compute(positions, box, species, engine="numba")
+    full, dfull = kernel_invariants(inv, positions, box, species)
     errors = []
     for r_c in (4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0):
-        phi, dphi = inv.compute(positions, box, species, cutoff=SmoothCutoff(r_c, r_c - 1.0), engine="numba")
+        phi, dphi = kernel_invariants(inv, positions, box, species, cutoff=SmoothCutoff(r_c, r_c - 1.0))
         assert np.all(phi <= full + 1e-12)  # positive w, S <= 1
         errors.append(np.max(np.abs(phi - full)) / np.max(full))
     assert all(b < a for a, b in zip(errors, errors[1:])), errors
@@ -126,15 +132,15 @@ def test_cutoff_gradient_is_the_derivative_of_phi():
     species = source_index(symbols, ("O", "H"))
     inv = InvariantSet(weight_functions(ALL_FUNCS), ("O", "H"))
     cut = SmoothCutoff(5.0, 3.5)  # many pairs inside the switching region
-    _, dphi = inv.compute(positions, box, species, cutoff=cut, engine="numba")
+    _, dphi = kernel_invariants(inv, positions, box, species, cutoff=cut)
     h = 1e-5
     for k in range(0, len(positions), 7):
         for x in range(3):
             plus, minus = positions.copy(), positions.copy()
             plus[k, x] += h
             minus[k, x] -= h
-            numeric = (inv.compute(plus, box, species, [k], False, cutoff=cut, engine="numba")
-                       - inv.compute(minus, box, species, [k], False, cutoff=cut, engine="numba")) / (2 * h)
+            numeric = (kernel_invariants(inv, plus, box, species, [k], False, cutoff=cut)
+                       - kernel_invariants(inv, minus, box, species, [k], False, cutoff=cut)) / (2 * h)
             assert np.allclose(dphi[k, ..., x], numeric[0], rtol=1e-6, atol=1e-6 * np.max(np.abs(dphi[k])))
 
 
@@ -168,8 +174,8 @@ def test_nve_energy_is_conserved_with_a_smooth_cutoff():
     assert np.max(np.abs(energies - energies[0])) < 1e-3 * kinetic_scale
 
 
-def test_shared_exponentials_and_one_shot_api():
-    from learning.kernels import EXP_POWER, GAUSS_POWER, encode_functions, forces_and_losses, plan_powers
+def test_shared_exponentials():
+    from environment.kernels import EXP_POWER, GAUSS_POWER, encode_functions, plan_powers
 
     kinds, base, power, order = plan_powers(*encode_functions(weight_functions(H_FUNCS)))
     # exp(a=1/2) = exp(a=1/4)^2, gauss(s=2) = gauss(s=4)^4, gauss(s=3) = gauss(s=6)^4
@@ -179,6 +185,23 @@ def test_shared_exponentials_and_one_shot_api():
     rng = np.random.default_rng(6)
     positions, symbols = water_like(64, 13.0, rng)
     losses = random_losses(rng)
-    H, F = forces_and_losses(positions, 13.0, losses, symbols)
+    H, F = LossForces(losses, symbols, 13.0)(positions)
     H0, F0 = reference_forces(losses, positions, 13.0, symbols)
     assert close(H, H0) and close(F, F0)
+
+
+def test_the_evaluator_restores_the_thread_count():
+    import numba
+
+    rng = np.random.default_rng(7)
+    positions, symbols = water_like(32, 10.0, rng)
+    losses = random_losses(rng)
+    before = numba.get_num_threads()
+    one = ForceEvaluator(losses, symbols, 10.0, threads=1)
+    H1, F1 = one(positions)
+    assert numba.get_num_threads() == before
+    H, F = ForceEvaluator(losses, symbols, 10.0)(positions)
+    np.testing.assert_array_equal(H1, H)  # each sink is summed by one thread: no dependence on the count
+    np.testing.assert_array_equal(F1, F)
+    with pytest.raises(ValueError, match="threads"):
+        ForceEvaluator(losses, symbols, 10.0, threads=0)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from environment.neighbors import NeighborList
-from environment.space import minimum_image
+from agents.geometry import minimum_image
 
 
 def brute_pairs(positions, box, radius):

@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 
 from agents.species import CP2K_MASSES
-from environment.units import ACCEL_EV_PER_AMU_A
-from learning.cp2k import Trajectory
-from learning.dataset import split_frames
-from learning.invariants import InvariantSet, source_index
-from learning.loss import SpeciesLoss
+from agents.units import ACCEL_EV_PER_AMU_A
+from learning.cp2k.reader import Trajectory
+from learning.splits import split_frames
+from agents.invariants import InvariantSet, source_index
+from agents.loss import SpeciesLoss
 from learning.regression import LossRegressor
 
 GENERATING = ("exp(a=1)", "gauss(s=3)", "pow(n=1)")

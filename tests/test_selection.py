@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from test_regression import GENERATING, known_loss, synthetic_run
 
-from learning.cp2k import default_data_path, read_trajectory
+from learning.cp2k.reader import default_data_path, read_trajectory
 from learning.selection import select_and_fit
 
 DISTRACTORS = ("exp(a=1/4)", "gauss(s=1)", "gauss(s=6)", "pow(n=2)")

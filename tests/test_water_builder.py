@@ -5,8 +5,8 @@ import pytest
 
 from agents.species import CP2K_MASSES
 from environment.builders import HOH_ANGLE, OH_BOND, box_for_density, water_box
-from environment.space import minimum_image
-from environment.units import EV_PER_AMU_A2_FS2, KB_EV_PER_K
+from agents.geometry import minimum_image
+from agents.units import EV_PER_AMU_A2_FS2, KB_EV_PER_K
 from experiments.analysis import hoh_angles, molecule_census, nearest_oxygen
 
 

@@ -1,23 +1,19 @@
 """The ``mld`` command line.
 
-Each command lives in its own module, which provides ``register(subparsers)``; the module adds its
-parser and sets ``func`` to a function taking the parsed arguments.  A ``ValueError`` (bad input)
+Each command group lives in its own module with ``register(subparsers, common)``, which adds its
+parsers and sets ``func`` to a function taking the parsed arguments.  A ``ValueError`` (bad input)
 becomes a one-line ``mld: error: ...`` and exit code 2.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 
-#: Modules that register subcommands, in the order they appear in ``mld --help``.
-COMMAND_MODULES = [
-    "experiments.commands_run",
-    "experiments.commands_learning",
-    "experiments.commands_cp2k",
-    "experiments.bench",
-]
+from experiments.cli import bench, dft, fit, run
+
+#: The command groups, in the order they appear in ``mld --help``.
+COMMAND_GROUPS = (run, fit, dft, bench)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,14 +22,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="Molecular learning dynamics: every nucleus is a learning agent.",
     )
     subparsers = parser.add_subparsers(dest="command", required=True)
-    for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as err:
-            if err.name != name:
-                raise
-            continue  # a command module not written yet
-        module.register(subparsers)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--no-progress", action="store_true", help="no progress bars")
+    for group in COMMAND_GROUPS:
+        group.register(subparsers, common)
     return parser
 
 

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from environment.space import minimum_image
-from learning.switching import as_cutoff
-from learning.weights import WeightFunction, weight_functions
+from agents.geometry import minimum_image
+from agents.cutoff import as_cutoff
+from agents.weights import WeightFunction, weight_functions
 
 
 def source_index(symbols, sources) -> np.ndarray:
@@ -64,8 +64,7 @@ class InvariantSet:
         """(number of source species S, number of weight functions M)."""
         return len(self.sources), len(self.functions)
 
-    def compute(self, positions, box, species, sinks=None, gradient=True, *, cutoff=None, engine="numpy",
-                neighbors=None):
+    def compute(self, positions, box, species, sinks=None, gradient=True, *, cutoff=None):
         """Invariants of many sink agents at once (the fast path).
 
         Args:
@@ -75,20 +74,11 @@ class InvariantSet:
             sinks: indices of the sink agents (default: all N).
             gradient: also return d phi / d q_k.
             cutoff: None (default: minimum image, all pairs) or r_c / a
-                :class:`~learning.switching.SmoothCutoff`: sums cut smoothly by w -> w S(r).
-            engine: ``"numpy"`` (default, this method) or ``"numba"`` (:func:`learning.kernels.invariants`).
-            neighbors: a :class:`~environment.neighbors.NeighborList` for the numba engine's cutoff mode.
+                :class:`~agents.cutoff.SmoothCutoff`: sums cut smoothly by w -> w S(r).
 
         Returns:
             phi of shape (n_sinks, S, M) and, if ``gradient``, dphi of shape (n_sinks, S, M, 3).
         """
-        if engine == "numba":
-            from learning.kernels import invariants
-
-            return invariants(self.functions, positions, box, species, len(self.sources), sinks, gradient,
-                              cutoff=cutoff, neighbors=neighbors)
-        if engine != "numpy":
-            raise ValueError(f"engine must be 'numpy' or 'numba', got {engine!r}")
         switch = as_cutoff(cutoff)
         if switch is not None:
             switch.check_box(box)
@@ -123,7 +113,7 @@ class InvariantSet:
     def compute_agent(self, k, positions, box, species, cutoff=None):
         """Invariants of one agent k, read straight from eq. (4.1) (the reference path).
 
-        With ``cutoff`` (r_c or a :class:`~learning.switching.SmoothCutoff`) every w_m(r) becomes
+        With ``cutoff`` (r_c or a :class:`~agents.cutoff.SmoothCutoff`) every w_m(r) becomes
         w_m(r) S(r), so its r-derivative is w_m'(r) S(r) + w_m(r) S'(r).
 
         Returns:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from learning.invariants import InvariantSet
+from agents.invariants import InvariantSet
 
 UNITS = {"length": "angstrom", "energy": "eV", "force": "eV/angstrom", "time": "fs", "mass": "amu"}
 FORMAT = "mld-agent-losses/1"
@@ -116,6 +116,18 @@ class AgentLosses:
     @property
     def species(self) -> list[str]:
         return list(self.losses)
+
+    def check_species(self, symbols, where: str = "losses") -> None:
+        """``ValueError`` naming ``where`` unless these losses cover exactly the species of ``symbols``
+        (one loss per species present, each reading exactly those species as sources)."""
+        present = list(dict.fromkeys(str(s) for s in symbols))
+        for s in present:
+            if s not in self.losses:
+                raise ValueError(f"{where}: the losses are for species {self.species}, the atoms are {present}")
+            sources = self.losses[s].invariants.sources
+            if set(sources) != set(present):
+                raise ValueError(f"{where}: the loss of {s} reads source species {list(sources)} "
+                                 f"({self.losses[s].A.size} invariants), the atoms are {present}")
 
     def to_dict(self) -> dict:
         return {

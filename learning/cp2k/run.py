@@ -20,7 +20,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from learning.cp2k import Trajectory, read_trajectory
+from learning.cp2k.reader import Trajectory, read_trajectory
 
 #: Executable names tried in order when none is given.
 EXECUTABLES = ("cp2k.psmp", "cp2k", "cp2k.ssmp", "cp2k.popt")

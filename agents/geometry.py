@@ -8,19 +8,18 @@ to ``b``, i.e. ``b - a`` folded into ``[-box/2, box/2]``.  The invariants (4.1) 
 from __future__ import annotations
 
 import numpy as np
-
-
-def check_box(box: float) -> float:
-    """Return ``box`` as a float, or raise ``ValueError`` naming the parameter ``box``."""
-    box = float(box)
-    if not np.isfinite(box) or box <= 0.0:
-        raise ValueError(f"box must be a positive, finite side length in angstrom, got {box!r}")
-    return box
+from numba import njit
 
 
 def minimum_image(dr: np.ndarray, box: float) -> np.ndarray:
     """Fold difference vectors ``dr`` (..., 3) into the minimum image of a cubic box."""
     return dr - box * np.round(dr / box)
+
+
+@njit(cache=True, inline="always")
+def fold(d: float, box: float, inv_box: float) -> float:
+    """One minimum-image component ``d`` folded into [-box/2, box/2] (compiled code's :func:`minimum_image`)."""
+    return d - box * np.rint(d * inv_box)
 
 
 def displacement(a: np.ndarray, b: np.ndarray, box: float) -> np.ndarray:

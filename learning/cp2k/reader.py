@@ -25,15 +25,9 @@ from pathlib import Path
 import numpy as np
 
 from agents.species import species as make_species
-from environment.space import unwrap
-from environment.units import ACCEL_EV_PER_AMU_A
-
-# CODATA 2006, as CP2K 2023.1 converts (its src/common/physcon.F).
-BOHR_A = 0.52917720859
-HARTREE_EV = 27.2113838566
-FORCE_AU_EV_PER_A = 51.4220631857
-TIME_AU_FS = 0.0241888432650
-VELOCITY_AU_A_PER_FS = 21.8769125415
+from agents.geometry import unwrap
+from agents.units import ACCEL_EV_PER_AMU_A
+from learning.cp2k.units import FORCE_AU_EV_PER_A, HARTREE_EV, VELOCITY_AU_A_PER_FS
 
 COMPRESSED = ("", ".xz", ".gz")
 _STEP = re.compile(r"\bi\s*=\s*(-?\d+)")
@@ -42,7 +36,7 @@ _TIME = re.compile(r"\btime\s*=\s*([-+0-9.eE]+)")
 
 def default_data_path() -> Path:
     """The embedded default run: 32 waters, CP2K 2023.1 DFT (see ``learning/data/h2o-32/README.md``)."""
-    return Path(__file__).resolve().parent / "data" / "h2o-32" / "h2o-32.inp"
+    return Path(__file__).resolve().parents[1] / "data" / "h2o-32" / "h2o-32.inp"
 
 
 def open_text(path: Path):
@@ -306,16 +300,17 @@ def _finite_difference(series, dt):
     return np.gradient(series, dt, axis=0)
 
 
-def read_trajectory(path) -> Trajectory:
+def read_trajectory(path=None) -> Trajectory:
     """Read a CP2K MD run from its directory or input file (``.inp``), converting units here.
 
     Args:
-        path: the run directory (one ``*.inp`` inside) or the input file itself.
+        path: the run directory (one ``*.inp`` inside) or the input file itself; ``None``: the
+            embedded default run (:func:`default_data_path`).
 
     Returns:
         A :class:`Trajectory` of the frames present in every trajectory file.
     """
-    path = Path(path)
+    path = default_data_path() if path is None else Path(path)
     if path.is_dir():
         inputs = sorted(p for p in path.iterdir() if p.name.endswith(tuple(".inp" + s for s in COMPRESSED)))
         if len(inputs) != 1:

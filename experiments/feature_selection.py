@@ -7,8 +7,9 @@ from dataclasses import dataclass
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from experiments.base import Experiment, Results
-from learning.cp2k import default_data_path, read_trajectory
+from experiments.base import Experiment
+from experiments.outputs import Results
+from learning.cp2k.reader import read_trajectory
 from learning.selection import select_and_fit
 
 #: Table 1 of the paper (relative RMSE, eq. 5.2).
@@ -39,7 +40,7 @@ class FeatureSelectionExperiment(Experiment):
 
     def run(self) -> Results:
         cfg = self.config
-        trajectory = self.trajectory or read_trajectory(cfg.data or default_data_path())
+        trajectory = self.trajectory or read_trajectory(cfg.data)
         self.selection = select_and_fit(trajectory, cfg.n_keep, cfg.order, cfg.ridge, progress=cfg.progress)
         curves = pd.concat(
             [pd.DataFrame(curve).assign(species=s) for s, curve in self.selection["curves"].items()]

@@ -18,6 +18,8 @@ from fractions import Fraction
 
 import numpy as np
 
+from agents.validation import positive
+
 
 def _format(x: float) -> str:
     """``0.2`` -> ``1/5``, ``4.0`` -> ``4``, anything else -> shortest repr."""
@@ -29,13 +31,6 @@ def _format(x: float) -> str:
     return repr(float(x))
 
 
-def _positive(name: str, value: float) -> float:
-    value = float(value)
-    if not np.isfinite(value) or value <= 0:
-        raise ValueError(f"weight-function parameter {name} must be positive, got {value!r}")
-    return value
-
-
 @dataclass(frozen=True)
 class Exponential:
     """w(r) = exp(-alpha r), eq. (4.2); ``alpha`` in 1/angstrom."""
@@ -43,7 +38,7 @@ class Exponential:
     alpha: float
 
     def __post_init__(self):
-        object.__setattr__(self, "alpha", _positive("alpha", self.alpha))
+        object.__setattr__(self, "alpha", positive("weight-function parameter alpha", self.alpha))
 
     @property
     def name(self) -> str:
@@ -63,7 +58,7 @@ class Gaussian:
     sigma: float
 
     def __post_init__(self):
-        object.__setattr__(self, "sigma", _positive("sigma", self.sigma))
+        object.__setattr__(self, "sigma", positive("weight-function parameter sigma", self.sigma))
 
     @property
     def name(self) -> str:
@@ -83,7 +78,7 @@ class PowerLaw:
     n: float
 
     def __post_init__(self):
-        object.__setattr__(self, "n", _positive("n", self.n))
+        object.__setattr__(self, "n", positive("weight-function parameter n", self.n))
 
     @property
     def name(self) -> str:
@@ -134,3 +129,10 @@ def paper_weight_functions() -> tuple[WeightFunction, ...]:
         + tuple(Gaussian(float(s)) for s in range(1, 9))
         + (PowerLaw(1.0), PowerLaw(2.0))
     )
+
+
+#: The paper's seven most relevant weight functions per sink species (Sec. 5.2, Table 1).
+PAPER_SELECTED = {
+    "O": "exp(a=1/5),exp(a=1/6),exp(a=1/7),gauss(s=4),gauss(s=6),gauss(s=8),pow(n=2)",
+    "H": "exp(a=1/2),exp(a=1/4),gauss(s=2),gauss(s=3),gauss(s=4),gauss(s=5),gauss(s=6)",
+}

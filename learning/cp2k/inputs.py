@@ -18,9 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from environment.builders import water_box
-
-#: CODATA 2006 velocity unit used by CP2K 2023.1: 1 bohr per atomic time unit in angstrom/fs.
-ANGSTROM_FS_PER_BOHR_AUT = 21.8769125415
+from learning.cp2k.units import VELOCITY_AU_A_PER_FS
 
 
 @dataclass
@@ -184,7 +182,7 @@ def md_input(
     coord = subsys.add("COORD")
     coord.rows = [f"{s:<2} {x:15.8f} {y:15.8f} {z:15.8f}" for s, (x, y, z) in zip(symbols, positions)]
     if velocities is not None:
-        velocities = _atom_array(velocities, len(symbols), "velocities") / ANGSTROM_FS_PER_BOHR_AUT
+        velocities = _atom_array(velocities, len(symbols), "velocities") / VELOCITY_AU_A_PER_FS
         subsys.add("VELOCITY").rows = [f"{x:18.10e} {y:18.10e} {z:18.10e}" for x, y, z in velocities]
     for element in dict.fromkeys(symbols):
         kind = subsys.add("KIND", element, ELEMENT=element)
@@ -215,7 +213,7 @@ def water_input(
 def frame_input(
     trajectory, frame: int = -1, settings: MDSettings | None = None, overrides: Iterable[str] = ()
 ) -> Section:
-    """:func:`md_input` from frame ``frame`` of a :class:`learning.cp2k.Trajectory`, with its velocities."""
+    """:func:`md_input` from frame ``frame`` of a :class:`learning.cp2k.reader.Trajectory`, with its velocities."""
     n_frames = len(trajectory.positions)
     if not -n_frames <= frame < n_frames:
         raise ValueError(f"frame {frame} is outside the trajectory's {n_frames} frames")

@@ -1,7 +1,7 @@
 """The project's one unit system: angstrom, fs, amu, eV, K.
 
 Every array inside the project is in these units.  CP2K's atomic units are converted once, in
-:mod:`learning.cp2k`, with the constants defined there.
+:mod:`learning.cp2k.reader`, with the constants defined there.
 """
 
 #: Acceleration of 1 eV/angstrom acting on 1 amu, in angstrom/fs^2.

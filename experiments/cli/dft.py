@@ -1,4 +1,4 @@
-"""``mld cp2k input`` (write a CP2K MD input) and ``mld cp2k run`` (run it, continue it)."""
+"""``mld cp2k input`` (write a CP2K MD input) and ``mld cp2k run`` (run it, continue it): DFT training data."""
 
 from __future__ import annotations
 
@@ -6,12 +6,13 @@ import argparse
 
 import numpy as np
 
-from learning.cp2k import read_trajectory
-from learning.cp2k_input import PRESETS, MDSettings, frame_input, water_input, write_input
-from learning.cp2k_run import CP2KError, run_cp2k
+from experiments.cli.options import path_and_frame
+from learning.cp2k.reader import read_trajectory
+from learning.cp2k.inputs import PRESETS, MDSettings, frame_input, water_input, write_input
+from learning.cp2k.run import CP2KError, run_cp2k
 
 
-def register(subparsers) -> None:
+def register(subparsers, common) -> None:
     parser = subparsers.add_parser("cp2k", help="write and run CP2K ab initio MD (training data)")
     commands = parser.add_subparsers(dest="cp2k_command", required=True)
 
@@ -60,18 +61,10 @@ def write_command(args: argparse.Namespace) -> int:
     if args.waters is not None:
         section = water_input(args.waters, settings, args.density, args.overrides)
     else:
-        path, frame = _path_and_frame(args.source)
-        section = frame_input(read_trajectory(path), frame, settings, args.overrides)
+        path, frame = path_and_frame(args.source)
+        section = frame_input(read_trajectory(path), -1 if frame is None else frame, settings, args.overrides)
     print(f"wrote {write_input(section, args.out)}")
     return 0
-
-
-def _path_and_frame(source: str) -> tuple[str, int]:
-    """``"run:12"`` -> ``("run", 12)``; no frame -> the last (-1)."""
-    path, _, frame = source.rpartition(":")
-    if path and frame.lstrip("-").isdigit():
-        return path, int(frame)
-    return source, -1
 
 
 def run_command(args: argparse.Namespace) -> int:

@@ -8,8 +8,9 @@ import numpy as np
 PAPER_SPLIT = {"equilibration": 0.2, "train": 0.75, "validation": 0.125, "test": 0.125}
 
 
-def split_frames(n_frames: int, equilibration: float = 0.2, train: float = 0.75,
-                 validation: float = 0.125, test: float = 0.125) -> dict[str, np.ndarray]:
+def split_frames(n_frames: int, equilibration: float = PAPER_SPLIT["equilibration"],
+                 train: float = PAPER_SPLIT["train"], validation: float = PAPER_SPLIT["validation"],
+                 test: float = PAPER_SPLIT["test"]) -> dict[str, np.ndarray]:
     """Consecutive frame indices for each split, as fractions that scale with the run's length.
 
     Args:

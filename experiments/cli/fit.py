@@ -1,0 +1,73 @@
+"""``mld fit``, ``mld select`` and ``mld evaluate``: learning the agent losses from a CP2K run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from agents.loss import AgentLosses
+from experiments.feature_selection import FeatureSelectionExperiment
+from experiments.outputs import plain
+from learning.cp2k.reader import read_trajectory
+from learning.regression import ORDERS, relative_rmse
+from learning.selection import DEFAULT_RIDGE, fit_losses
+
+
+def evaluate_losses(losses: AgentLosses, trajectory) -> dict:
+    """Relative RMSE (5.2) of the accelerations predicted by ``losses`` on every frame, per species."""
+    losses.check_species(trajectory.symbols, "--loss")
+    return {s: relative_rmse(losses[s], trajectory) for s in losses.species}
+
+
+def _fit(args) -> int:
+    out = Path(args.out)
+    if not out.parent.exists():
+        raise ValueError(f"--out {out}: the directory {out.parent} does not exist")
+    trajectory = read_trajectory(args.data)
+    losses = fit_losses(trajectory, args.invariants, args.order, args.ridge, progress=not args.no_progress)
+    losses.save(out)
+    print(json.dumps({"out": str(out), "metrics": losses.provenance["metrics"]}, indent=1))
+    return 0
+
+
+def _select(args) -> int:
+    experiment = FeatureSelectionExperiment(data=args.data, n_keep=args.keep, order=args.order, ridge=args.ridge,
+                                            progress=not args.no_progress)
+    experiment.save(args.out)
+    summary = experiment.results.summary
+    print(json.dumps(plain({k: summary[k] for k in ("selected", "table1", "wall_time_s")}), indent=1))
+    return 0
+
+
+def _evaluate(args) -> int:
+    losses = AgentLosses.load(args.loss)
+    print(json.dumps({"data": str(args.data), "relative_rmse": evaluate_losses(losses, read_trajectory(args.data))},
+                     indent=1))
+    return 0
+
+
+def register(subparsers, common) -> None:
+    data = "CP2K run (directory or input file); default: the embedded h2o-32 run"
+    p = subparsers.add_parser("fit", parents=[common], help="learn the agent losses (eq. 5.1) and save them as JSON")
+    p.add_argument("--data", help=data)
+    p.add_argument("--order", choices=ORDERS, default="quadratic", help="default: quadratic")
+    p.add_argument("--invariants", default="auto",
+                   help="'auto' (backward elimination, 7 per species; the default) or NAME,NAME,...")
+    p.add_argument("--ridge", type=float, default=DEFAULT_RIDGE,
+                   help=f"ridge penalty on the column-scaled problem (default {DEFAULT_RIDGE})")
+    p.add_argument("--out", required=True, help="the loss JSON to write")
+    p.set_defaults(func=_fit)
+
+    p = subparsers.add_parser("select", parents=[common],
+                              help="backward elimination over the 18 weight functions (Fig. 2, Table 1)")
+    p.add_argument("--data", help=data)
+    p.add_argument("--keep", type=int, default=7, help="invariants kept per species (the paper and default: 7)")
+    p.add_argument("--order", choices=ORDERS, default="quadratic", help="default: quadratic")
+    p.add_argument("--ridge", type=float, default=DEFAULT_RIDGE, help=f"default {DEFAULT_RIDGE}")
+    p.add_argument("--out", required=True, help="output directory")
+    p.set_defaults(func=_select)
+
+    p = subparsers.add_parser("evaluate", help="relative RMSE (5.2) of a loss file on every frame of a CP2K run")
+    p.add_argument("--loss", required=True)
+    p.add_argument("--data", help=data)
+    p.set_defaults(func=_evaluate)
