@@ -57,7 +57,11 @@ def write_report(s: dict, path) -> Path:
         "",
         f"The learned agent forces are not conservative (no global potential, Sec. 2): in NVE from the same "
         f"frame they heat the system at {_f(w['nve_heating']['temperature_K_per_ps'], 0)} K/ps "
-        f"(KE + ½ΣH changes at {_f(w['nve_heating']['energy_eV_per_ps'], 2)} eV/ps); the thermostat removes that heat. "
+        f"(KE + ½ΣH changes at {_f(w['nve_heating']['energy_eV_per_ps'], 2)} eV/ps, over "
+        f"{w['nve_heating'].get('steps', '—')} steps"
+        + (f"; the NVE run stopped: {w['nve_heating']['blew_up']}" if w['nve_heating'].get('blew_up') else "")
+        + "); the thermostat removes that heat. "
+        + (f"**The NVT run stopped early: {w['nvt_blew_up']}.** " if w.get("nvt_blew_up") else "") +
         "Molecules come from the bond graph of every frame (each H bonded to its nearest O within 1.3 Å); "
         "a hydrogen that changes owner or leaves is counted in the last row, not hidden. "
         "The paper reports comparable kinetic energy, bond length and spectra and a somewhat larger "

@@ -20,7 +20,7 @@ from environment.thermostats import NoseHooverChain
 from experiments import analysis
 from experiments.base import LearnedLossExperiment
 from experiments.outputs import Results
-from experiments.guarded_run import run_guarded
+from experiments.guarded_run import SimulationBlewUp, run_guarded
 
 
 @dataclass
@@ -60,6 +60,10 @@ def heating_rate(table: pd.DataFrame) -> dict:
     }
 
 
+#: Fewest collected frames of the NVT run that the comparison (spectra, windows) can use.
+MIN_FRAMES = 16
+
+
 class WaterSimulationExperiment(LearnedLossExperiment):
     """Learned losses in Newtonian NVT against CP2K: Figs 3-7, dissociations and heating rate."""
 
@@ -74,6 +78,14 @@ class WaterSimulationExperiment(LearnedLossExperiment):
             seed=cfg.seed, collect_positions=True,
         )
 
+    def _run(self, model, n_steps, limit, label) -> str | None:
+        """Run guarded; a blow-up is a result (its message, the rows so far kept), not a crash."""
+        try:
+            run_guarded(model, n_steps, limit, self.config.progress, label)
+        except SimulationBlewUp as blow_up:
+            return str(blow_up)
+        return None
+
     def run(self) -> Results:
         cfg = self.config
         self.load_inputs()
@@ -85,12 +97,15 @@ class WaterSimulationExperiment(LearnedLossExperiment):
         limit = cfg.max_temperature_factor * target
 
         nve = self._model(start, None)
-        run_guarded(nve, cfg.nve_steps, limit, cfg.progress, "NVE heating")
-        heating = heating_rate(nve.datacollector.get_model_vars_dataframe())
+        nve_stop = self._run(nve, cfg.nve_steps, limit, "NVE heating")
+        heating = {**heating_rate(nve.datacollector.get_model_vars_dataframe()), "steps": int(nve.steps),
+                   "blew_up": nve_stop}
 
         nvt = self._model(start, NoseHooverChain(target, cfg.tdamp_fs, cfg.chain_length))
-        run_guarded(nvt, n_steps, limit, cfg.progress, "NVT run")
+        self.nvt_stop = self._run(nvt, n_steps, limit, "NVT run")
         table = nvt.datacollector.get_model_vars_dataframe()
+        if len(table) < MIN_FRAMES:
+            raise ValueError(f"the learned NVT run is too short to compare with CP2K ({self.nvt_stop})")
         learned = np.stack(table["positions"].to_list())
         reference = traj.positions[start:]
         return self._compare(traj, learned, table, reference, start, target, heating)
@@ -121,6 +136,7 @@ class WaterSimulationExperiment(LearnedLossExperiment):
             "thermostat": f"Nose-Hoover chain, length {cfg.chain_length}, tdamp {cfg.tdamp_fs} fs",
             "max_force_eV_per_A": cfg.max_force,
             "nve_heating": heating,
+            "nvt_blew_up": self.nvt_stop,
             "mean_temperature_K": float(table["temperature"].iloc[1:].mean()),
             "cp2k_mean_temperature_K": float(np.mean(traj.temperature[start:])),
             "mean_kinetic_energy_eV": float(table["kinetic_energy"].iloc[1:].mean()),

@@ -120,3 +120,22 @@ def test_bad_simulate_input_is_one_line_exit_2_and_leaves_nothing(arguments, mes
     error = capsys.readouterr().err.strip()
     assert error.startswith("mld: error:") and message in error and "\n" not in error
     assert not out.exists() or not any(out.iterdir())
+
+
+def test_the_water_experiment_reports_a_blow_up_as_a_result(reproduced, small_run):
+    from environment.integrators import VelocityVerlet
+    from environment.model import MolecularModel
+    from experiments.water import WaterSimulationExperiment
+    from learning.cp2k.reader import read_trajectory
+
+    trajectory = read_trajectory(small_run)
+    losses = AgentLosses.load(reproduced / "losses.json")
+    for loss in losses.losses.values():
+        loss.A, loss.B = loss.A * 1e6, loss.B * 1e6
+    experiment = WaterSimulationExperiment(trajectory=trajectory, losses=losses, steps=30, nve_steps=30,
+                                           max_force=1e9)
+    model = MolecularModel(trajectory.symbols, trajectory.positions[50], trajectory.box, losses,
+                           velocities=trajectory.velocities[50], integrator=VelocityVerlet(0.5, None, 1e9))
+    assert "blew up at step" in experiment._run(model, 30, 4000.0, "NVE")  # recorded, not raised
+    with pytest.raises(ValueError, match="too short to compare with CP2K .*blew up at step"):
+        experiment.run()
