@@ -26,7 +26,7 @@ WAVENUMBER_PER_INV_FS = 1e15 / 2.99792458e10
 R_BOND = 1.3
 #: 1 angstrom^2/fs in units of 1e-5 cm^2/s (the usual unit of self-diffusion coefficients).
 DIFFUSION_1E5_CM2_PER_S = 1e4
-#: Most pair distances held in memory at once by the chunked pair functions (float64 each, x3 for vectors).
+#: Most pair distances held in memory at once by the chunked pair functions (float64: 16 MB per array).
 PAIR_BUDGET = 2_000_000
 #: Equivalent noise bandwidth of the Hann window, in frequency bins (sets :func:`spectral_resolution_cm1`).
 HANN_BANDWIDTH_BINS = 1.5
@@ -539,7 +539,9 @@ def species_temperatures(velocities, masses, symbols) -> tuple[dict[str, np.ndar
     """
     if velocities is None:
         raise ValueError("velocities: the trajectory has no velocities; kinetic temperatures need them")
-    twice_kinetic = np.einsum("n,fnk,fnk->fn", np.asarray(masses, dtype=float), velocities, velocities) * EV_PER_AMU_A2_FS2
+    velocities = np.asarray(velocities, dtype=float)
+    masses = np.asarray(masses, dtype=float)
+    twice_kinetic = np.einsum("n,fnk,fnk->fn", masses, velocities, velocities) * EV_PER_AMU_A2_FS2  # (F, N) eV
     symbols = np.asarray(symbols)
     per_frame = {}
     for species in dict.fromkeys(symbols):

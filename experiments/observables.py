@@ -47,10 +47,8 @@ MIN_SPECTRUM_FRAMES = 8
 
 #: Observables of the summary: key -> (description, unit).
 OBSERVABLES = {
-    **{key: value for a, b in PAIRS for key, value in (
-        (f"g_{a}{b}_peak_r_A", (f"g_{a}{b} first peak position", "Å")),
-        (f"g_{a}{b}_peak_height", (f"g_{a}{b} first peak height", "")),
-    )},
+    **{f"g_{a}{b}_peak_{name}": (f"g_{a}{b} first peak {what} (g smoothed over 0.04 Å)", unit)
+       for a, b in PAIRS for name, what, unit in (("r_A", "position", "Å"), ("height", "height", ""))},
     "oh_bond_mean_A": ("O-H bond length, mean", "Å"),
     "oh_bond_std_A": ("O-H bond length, standard deviation", "Å"),
     "hoh_angle_mean_deg": ("H-O-H angle, mean", "deg"),
@@ -74,6 +72,10 @@ OBSERVABLES = {
 RDF_DIFFERENCES = {f"g_{a}{b}_difference_A": (f"int |g_{a}{b} - g_{a}{b},ref| dr up to L/2", "Å") for a, b in PAIRS}
 #: Band positions, whose comparison needs a resolution finer than the tolerance.
 SPECTRAL = ("bend_cm1", "stretch_cm1")
+_WATER = ("oh_bond_mean_A", "oh_bond_std_A", "hoh_angle_mean_deg", "hoh_angle_std_deg", "non_h2o_fraction")
+_SPECTRUM = (*SPECTRAL, "spectral_resolution_cm1")
+_THERMAL = ("T_O_K", "T_H_K", "T_total_K", "com_kinetic_share")
+_TRANSPORT = ("msd_50fs_O_A2", "diffusion_O_A2_per_fs", "diffusion_O_1e-5_cm2_per_s")
 
 #: Default tolerances of :func:`compare`: |learned - reference| <= tolerance passes (absolute, units of the key).
 TOLERANCES = {
@@ -319,31 +321,28 @@ def compute_observables(traj: TrajectoryData, reference_frames: int | None = Non
         r, g, n = analysis.rdf(symbols, positions, box, (a, b), RDF_BIN_A)
         arrays["rdf"][a + b] = {"r": r, "g": g, "n": n}
         summary[keys[0]], summary[keys[1]] = analysis.first_peak(r, g)
-    water_keys = ("oh_bond_mean_A", "oh_bond_std_A", "hoh_angle_mean_deg", "hoh_angle_std_deg", "non_h2o_fraction")
     if counts["O"] and counts["H"]:
         water = analysis.water_structure(symbols, positions, box)
         summary["non_h2o_fraction"] = float(water["non_h2o_fraction"])
         if np.any(np.isfinite(water["angles"])):
             arrays["angles"] = analysis.histogram(water["angles"], ANGLE_EDGES)
             arrays["bonds"] = analysis.histogram(water["bonds"], BOND_EDGES)
-            summary["hoh_angle_mean_deg"], summary["hoh_angle_std_deg"] = arrays["angles"]["mean"], arrays["angles"]["std"]
-            summary["oh_bond_mean_A"], summary["oh_bond_std_A"] = arrays["bonds"]["mean"], arrays["bonds"]["std"]
+            angles, bonds = arrays["angles"], arrays["bonds"]
+            summary.update(hoh_angle_mean_deg=angles["mean"], hoh_angle_std_deg=angles["std"],
+                           oh_bond_mean_A=bonds["mean"], oh_bond_std_A=bonds["std"])
         else:
-            _skip(missing, water_keys[:4], "no H2O molecule in any frame")
+            _skip(missing, _WATER[:4], "no H2O molecule in any frame")
     else:
-        _skip(missing, water_keys, "no O and H atoms")
+        _skip(missing, _WATER, "no O and H atoms")
     closest = analysis.min_pair_distance(positions, box)
     summary["min_distance_A"] = closest.distance
     result["closest_pair"] = {"frame": closest.frame, "atoms": [closest.i, closest.j],
                               "symbols": [symbols[closest.i], symbols[closest.j]]}
 
     # dynamics
-    spectral_keys = ("bend_cm1", "stretch_cm1", "spectral_resolution_cm1")
-    thermal_keys = ("T_O_K", "T_H_K", "T_total_K", "com_kinetic_share")
-    transport_keys = ("msd_50fs_O_A2", "diffusion_O_A2_per_fs", "diffusion_O_1e-5_cm2_per_s")
     no_times = "the trajectory has no times (time_fs) and no dt_fs was given"
     if traj.velocities is None:
-        _skip(missing, (*spectral_keys, *thermal_keys, "heating_rate_K_per_ps"), "the trajectory has no velocities")
+        _skip(missing, (*_SPECTRUM, *_THERMAL, "heating_rate_K_per_ps"), "the trajectory has no velocities")
     else:
         per_frame, mean = analysis.species_temperatures(traj.velocities, traj.masses, symbols)
         arrays["temperatures"] = {"times": traj.times, **per_frame}
@@ -351,12 +350,12 @@ def compute_observables(traj: TrajectoryData, reference_frames: int | None = Non
             summary[f"T_{name}_K"] = mean.get(name)
         summary["com_kinetic_share"] = float(analysis.com_kinetic_share(traj.velocities, traj.masses).mean())
         if dt is None:
-            _skip(missing, (*spectral_keys, "heating_rate_K_per_ps"), no_times)
+            _skip(missing, (*_SPECTRUM, "heating_rate_K_per_ps"), no_times)
         else:
             summary["heating_rate_K_per_ps"] = analysis.heating_rate_K_per_ps(traj.times, per_frame["total"])
-            _spectra(traj, reference_frames, summary, missing, arrays)
+            _spectra(traj, reference_frames, result)
     if dt is None:
-        _skip(missing, (*transport_keys, "energy_drift_eV_per_ps"), no_times)
+        _skip(missing, (*_TRANSPORT, "energy_drift_eV_per_ps"), no_times)
     else:
         _transport(traj, result)
         if traj.energies is None:
@@ -366,27 +365,29 @@ def compute_observables(traj: TrajectoryData, reference_frames: int | None = Non
     return result
 
 
-def _spectra(traj: TrajectoryData, reference_frames, summary: dict, missing: dict, arrays: dict) -> None:
+def _spectra(traj: TrajectoryData, reference_frames: int | None, result: dict) -> None:
     """VDOS per species (Welch segments of ``reference_frames``) and the H bend and stretch bands."""
-    keys = ("bend_cm1", "stretch_cm1", "spectral_resolution_cm1")
+    summary, missing, arrays = result["summary"], result["missing"], result["arrays"]
     if traj.n_frames < MIN_SPECTRUM_FRAMES:
-        _skip(missing, keys, f"{traj.n_frames} frames are fewer than the {MIN_SPECTRUM_FRAMES} a spectrum needs", True)
+        _skip(missing, _SPECTRUM, f"{traj.n_frames} frames are fewer than the {MIN_SPECTRUM_FRAMES} a spectrum needs",
+              True)
         return
-    segment = reference_frames if reference_frames is not None and reference_frames < traj.n_frames else None
-    segment = None if segment is None else max(segment, MIN_SPECTRUM_FRAMES)
+    segment = None
+    if reference_frames is not None and reference_frames < traj.n_frames:
+        segment = max(int(reference_frames), MIN_SPECTRUM_FRAMES)
     wavenumbers, spectra = analysis.vdos(traj.velocities, traj.symbols, traj.masses, traj.dt_fs, segment)
     arrays["vdos"] = {"wavenumbers": wavenumbers, **spectra}
     summary["spectral_resolution_cm1"] = analysis.spectral_resolution_cm1(segment or traj.n_frames, traj.dt_fs)
     if "H" in spectra:
         summary.update({f"{band}_cm1": k for band, k in analysis.band_positions(wavenumbers, spectra["H"]).items()})
     else:
-        _skip(missing, keys[:2], "no H atoms")
+        _skip(missing, SPECTRAL, "no H atoms")
 
 
 def _transport(traj: TrajectoryData, result: dict) -> None:
     """MSD of O and H (COM drift removed), the MSD of O at 50 fs and its diffusion coefficient."""
     summary, missing, arrays = result["summary"], result["missing"], result["arrays"]
-    keys = ("msd_50fs_O_A2", "diffusion_O_A2_per_fs", "diffusion_O_1e-5_cm2_per_s")
+    keys = _TRANSPORT
     if traj.n_frames < 3:
         _skip(missing, keys, f"{traj.n_frames} frames are too few for an MSD", True)
         return
@@ -405,7 +406,8 @@ def _transport(traj: TrajectoryData, result: dict) -> None:
         _skip(missing, keys[:1], f"the MSD reaches {lags[-1]:g} fs (half the run), not {MSD_LAG_FS:g} fs", True)
     if lags[-1] >= DIFFUSION_MIN_LAG_FS:
         fit = analysis.diffusion_coefficient(lags, curves["O"], DIFFUSION_FIT_START_FS)
-        summary["diffusion_O_A2_per_fs"], summary["diffusion_O_1e-5_cm2_per_s"] = fit["D_A2_per_fs"], fit["D_1e-5_cm2_per_s"]
+        summary["diffusion_O_A2_per_fs"] = fit["D_A2_per_fs"]
+        summary["diffusion_O_1e-5_cm2_per_s"] = fit["D_1e-5_cm2_per_s"]
         result["diffusion_fit_window_fs"] = fit["window_fs"]
     else:
         _skip(missing, keys[1:], f"the run lasts {traj.duration_fs / 1000:.2f} ps; a diffusion coefficient needs "
@@ -523,7 +525,7 @@ _STYLE = ({"color": "C0", "linestyle": "-"}, {"color": "k", "linestyle": "--"})
 
 
 def _curves(runs: dict, name: str):
-    """(label, curves, line style, result) of every run that has the curves ``name``: learned solid, reference dashed."""
+    """(label, curves, line style, result) of each run with the curves ``name``: learned solid, reference dashed."""
     return [(label, result["arrays"][name], style, result)
             for (label, result), style in zip(runs.items(), _STYLE) if result["arrays"].get(name)]
 
@@ -554,8 +556,8 @@ def _histogram_figure(runs: dict, name: str, quantity: str, unit: str) -> Figure
         return None
     figure, (ax,) = _figure()
     for label, h, style, _ in _curves(runs, name):
-        ax.plot(h["centres"], h["density"], drawstyle="steps-mid", label=f"{label}: {h['mean']:.3f} ± {h['std']:.3f} {unit}",
-                **style)
+        ax.plot(h["centres"], h["density"], drawstyle="steps-mid",
+                label=f"{label}: {h['mean']:.3f} ± {h['std']:.3f} {unit}", **style)
     ax.set(xlabel=f"{quantity} ({unit})", ylabel=f"probability density (1/{unit})")
     ax.legend(fontsize="small")
     return figure
@@ -569,7 +571,8 @@ def _vdos_figure(runs: dict) -> Figure | None:
     for ax, s in zip(axes, species):
         for label, curves, style, result in _curves(runs, "vdos"):
             resolution = result["summary"]["spectral_resolution_cm1"]
-            ax.plot(curves["wavenumbers"], curves[s], label=f"{label} (resolution {resolution:.0f} cm$^{{-1}}$)", **style)
+            ax.plot(curves["wavenumbers"], curves[s], label=f"{label} (resolution {resolution:.0f} cm$^{{-1}}$)",
+                    **style)
         for low, high in ((1300, 2000), (2800, 4000)):  # the bend and stretch windows of band_positions
             ax.axvspan(low, high, color="0.92")
         ax.set(xlim=(0, 4500), xlabel="wavenumber (cm$^{-1}$)", ylabel="VDOS (cm)", title=f"{s}, mass-weighted")

@@ -137,7 +137,8 @@ def test_random_walk_msd_is_6_d_t():
 def _rigid_waters(n_frames, rng, spacing=3.2, cells=3, angle=104.52, bond=0.9572):
     """Symbols and wrapped positions (F, 3 n, 3) of n = cells^3 rigid waters, randomly oriented each frame."""
     half = np.radians(angle) / 2
-    body = np.array([[0, 0, 0], [bond * np.sin(half), bond * np.cos(half), 0], [-bond * np.sin(half), bond * np.cos(half), 0]])
+    body = np.array([[0, 0, 0], [bond * np.sin(half), bond * np.cos(half), 0],
+                     [-bond * np.sin(half), bond * np.cos(half), 0]])
     centres = np.stack(np.meshgrid(*[np.arange(cells)] * 3, indexing="ij"), -1).reshape(-1, 3) * spacing
     n = len(centres)
     rotations = Rotation.random(n_frames * n, random_state=rng).as_matrix().reshape(n_frames, n, 3, 3)
