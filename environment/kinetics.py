@@ -1,8 +1,9 @@
 """Kinetic energy and kinetic temperature of the nuclei: the one home of both formulas.
 
-Velocities in angstrom/fs, masses (N,) in amu, energies in eV, temperatures in K.  The temperature
-uses N_f = 3N - 3 degrees of freedom: the total momentum is conserved (or removed), so three of the
-3N velocity components carry no thermal energy.
+Velocities (..., N, 3) in angstrom/fs (one frame, or many frames stacked in front), masses (N,) in
+amu, energies in eV, temperatures in K.  The temperature of a whole system uses N_f = 3N - 3 degrees
+of freedom: the total momentum is conserved (or removed), so three of the 3N velocity components
+carry no thermal energy; a subset of atoms (one species) has 3 N_s.
 """
 
 from __future__ import annotations
@@ -17,11 +18,15 @@ def degrees_of_freedom(n_atoms: int) -> int:
     return 3 * int(n_atoms) - 3
 
 
-def kinetic_energy(velocities, masses) -> float:
-    """1/2 sum_k m_k |v_k|^2 in eV."""
-    return float(0.5 * np.sum(np.asarray(masses)[:, None] * np.asarray(velocities) ** 2) * EV_PER_AMU_A2_FS2)
+def kinetic_energy(velocities, masses):
+    """1/2 sum_k m_k |v_k|^2 in eV: a float for one frame (N, 3), an array (F,) for frames (F, N, 3)."""
+    velocities = np.asarray(velocities, dtype=float)
+    energy = 0.5 * np.einsum("n,...nk,...nk->...", np.asarray(masses, dtype=float), velocities, velocities)
+    energy = energy * EV_PER_AMU_A2_FS2
+    return float(energy) if energy.ndim == 0 else energy
 
 
-def kinetic_temperature(velocities, masses) -> float:
-    """Kinetic temperature (K): 2 KE / (N_f k_B) with N_f = 3N - 3."""
-    return 2.0 * kinetic_energy(velocities, masses) / (degrees_of_freedom(len(masses)) * KB_EV_PER_K)
+def kinetic_temperature(velocities, masses, n_dof: int | None = None):
+    """Kinetic temperature (K), 2 KE / (N_f k_B), with N_f = 3N - 3 unless ``n_dof`` is given."""
+    n_dof = degrees_of_freedom(len(masses)) if n_dof is None else n_dof
+    return 2.0 * kinetic_energy(velocities, masses) / (n_dof * KB_EV_PER_K)
