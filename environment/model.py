@@ -36,6 +36,7 @@ class MolecularModel(mesa.Model):
         collect_every: collect the model reporters every this many steps (and at step 0).
         collect_agents: also collect per-agent reporters (position, velocity, loss).
         collect_positions: add a ``positions`` model reporter (an (N, 3) copy each time).
+        collect_velocities: add a ``velocities`` model reporter (an (N, 3) copy each time).
         engine, cutoff, skin, threads: how forces are computed, see
             :class:`environment.forces.ForceEvaluator`.
 
@@ -60,6 +61,7 @@ class MolecularModel(mesa.Model):
         collect_every: int = 1,
         collect_agents: bool = False,
         collect_positions: bool = False,
+        collect_velocities: bool = False,
         engine: str = "numba",
         cutoff=None,
         skin: float = 1.0,
@@ -97,7 +99,7 @@ class MolecularModel(mesa.Model):
         self._pending = None
         self.integrator.start(self)
         self.datacollector = mesa.DataCollector(
-            model_reporters=self._model_reporters(collect_positions),
+            model_reporters=self._model_reporters(collect_positions, collect_velocities),
             agent_reporters=(
                 {"species": lambda a: a.species.symbol, "position": lambda a: tuple(a.position),
                  "velocity": lambda a: tuple(a.velocity), "loss": "loss_value"}
@@ -106,7 +108,7 @@ class MolecularModel(mesa.Model):
         )
         self.datacollector.collect(self)
 
-    def _model_reporters(self, collect_positions):
+    def _model_reporters(self, collect_positions, collect_velocities):
         reporters = {
             "time_fs": "time_fs",
             "kinetic_energy": "kinetic_energy",
@@ -118,6 +120,8 @@ class MolecularModel(mesa.Model):
             reporters[f"loss_{s}"] = lambda m, s=s: float(np.mean(m.loss_values[m.evaluator.sinks[s]]))
         if collect_positions:
             reporters["positions"] = lambda m: m.positions.copy()
+        if collect_velocities:
+            reporters["velocities"] = lambda m: m.velocities.copy()
         return reporters
 
     # -- state -------------------------------------------------------------------------------

@@ -10,8 +10,6 @@ Units: angstrom, fs, amu, eV, K.
 
 from __future__ import annotations
 
-import json
-import math
 import re
 import sys
 from collections import Counter
@@ -27,6 +25,7 @@ from agents.geometry import unwrap
 from agents.species import species as make_species
 from environment.kinetics import kinetic_energy
 from experiments import analysis
+from experiments.outputs import Results, plain
 from learning.cp2k.reader import COMPRESSED, read_trajectory
 
 #: Molecular pairs of the radial distribution functions.
@@ -148,6 +147,13 @@ class TrajectoryData:
         return None if self.dt_fs is None else self.n_frames * self.dt_fs
 
 
+def from_cp2k(run, start: int = 0) -> TrajectoryData:
+    """A :class:`learning.cp2k.reader.Trajectory` (from frame ``start`` on) as :class:`TrajectoryData`."""
+    energies = run.conserved[start:] if np.any(np.isfinite(run.conserved)) else None
+    return TrajectoryData(list(run.symbols), run.positions[start:], run.velocities[start:], float(run.box),
+                          run.times[start:], run.masses, str(run.source), "cp2k", energies)
+
+
 def read_any_trajectory(path, dt_fs: float | None = None) -> TrajectoryData:
     """Read a CP2K run, the project's extended XYZ or any ASE-readable file with a cubic cell.
 
@@ -165,10 +171,7 @@ def read_any_trajectory(path, dt_fs: float | None = None) -> TrajectoryData:
     if not path.exists():
         raise ValueError(f"trajectory {path} does not exist")
     if path.is_dir() or path.name.endswith(tuple(".inp" + suffix for suffix in COMPRESSED)):
-        run = read_trajectory(path)
-        energies = run.conserved if np.any(np.isfinite(run.conserved)) else None
-        data = TrajectoryData(list(run.symbols), run.positions, run.velocities, float(run.box), run.times,
-                              run.masses, str(path), "cp2k", energies)
+        data = from_cp2k(read_trajectory(path))
     else:
         try:
             from ase import io as ase_io  # noqa: PLC0415  (ASE is optional)
@@ -479,19 +482,6 @@ def compare(learned: dict, reference: dict, tolerances: dict | None = None) -> l
 
 
 # -- writing ---------------------------------------------------------------------------------
-def _plain(value):
-    """``value`` with numpy types as Python ones and NaN/inf as None, for JSON."""
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | np.ndarray):
-        return [_plain(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
 def _table(runs: dict, name: str, columns: dict) -> pd.DataFrame | None:
     """Long table of the curves ``name`` of every run that has them: a ``run`` column, then
     ``columns`` (column -> key in the curves' dict, where present); None when no run has them."""
@@ -622,8 +612,8 @@ def _figures(runs: dict) -> dict[str, Figure]:
     return {name: figure for name, figure in figures.items() if figure is not None}
 
 
-def _load(trajectory) -> TrajectoryData:
-    return trajectory if isinstance(trajectory, TrajectoryData) else read_any_trajectory(trajectory)
+def _load(trajectory, dt_fs: float | None = None) -> TrajectoryData:
+    return trajectory if isinstance(trajectory, TrajectoryData) else read_any_trajectory(trajectory, dt_fs)
 
 
 def _labels(traj: TrajectoryData, reference: TrajectoryData | None) -> tuple[str, str | None]:
@@ -635,8 +625,8 @@ def _labels(traj: TrajectoryData, reference: TrajectoryData | None) -> tuple[str
     return mine, (f"{theirs} (reference)" if theirs == mine else theirs)
 
 
-def analyze(trajectory, reference=None, out="mld-analyze", progress: bool = False) -> dict:
-    """Observables of ``trajectory``, compared with ``reference`` if given, written into ``out``.
+def observe(trajectory, reference=None, progress: bool = False, dt_fs: float | None = None) -> Results:
+    """Observables of ``trajectory``, compared with ``reference`` if given (see :func:`analyze`).
 
     Args:
         trajectory: a path :func:`read_any_trajectory` reads, or a :class:`TrajectoryData`.
@@ -644,6 +634,7 @@ def analyze(trajectory, reference=None, out="mld-analyze", progress: bool = Fals
             are averaged over segments as long as the reference (Welch), at the reference's resolution.
         out: output directory, created if needed.
         progress: print what is being done to stderr.
+        dt_fs: time between the trajectory's frames (fs), for files without ``time_fs``.
 
     Returns:
         The summary written to ``observables.json``: ``trajectory`` and ``reference`` (each
@@ -656,10 +647,8 @@ def analyze(trajectory, reference=None, out="mld-analyze", progress: bool = Fals
         if progress:
             print(f"mld analyze: {message}", file=sys.stderr, flush=True)
 
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     say(f"reading {trajectory}")
-    traj = _load(trajectory)
+    traj = _load(trajectory, dt_fs)
     ref = None
     if reference is not None:
         say(f"reading the reference {reference}")
@@ -675,17 +664,34 @@ def analyze(trajectory, reference=None, out="mld-analyze", progress: bool = Fals
         say("computing the reference's observables")
         runs[reference_label] = compute_observables(ref)
     rows = compare(runs[label], runs[reference_label]) if ref is not None else []
-    say(f"writing tables and figures into {out}")
-    files = []
-    for name, table in _tables(runs, rows).items():
-        table.to_csv(out / f"{name}.csv", index=False)
-        files.append(f"{name}.csv")
-    for name, figure in _figures(runs).items():
-        figure.savefig(out / f"{name}.png", dpi=120)
-        files.append(f"{name}.png")
     public = [{k: v for k, v in result.items() if k != "arrays"} for result in runs.values()]
-    summary = _plain({"trajectory": public[0], "reference": public[1] if ref is not None else None,
-                      "labels": list(runs), "tolerances": TOLERANCES, "comparison": rows,
-                      "files": ["observables.json", *files]})
-    (out / "observables.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
-    return summary
+    summary = {"trajectory": public[0], "reference": public[1] if ref is not None else None,
+               "labels": list(runs), "tolerances": TOLERANCES, "comparison": rows}
+    return Results(summary, _tables(runs, rows), _figures(runs))
+
+
+def analyze(trajectory, reference=None, out="mld-analyze", progress: bool = False, dt_fs: float | None = None) -> dict:
+    """Observables of ``trajectory``, compared with ``reference`` if given, written into ``out``.
+
+    Args:
+        trajectory: a path :func:`read_any_trajectory` reads, or a :class:`TrajectoryData`.
+        reference: the same for the reference run (e.g. CP2K), or None.  The trajectory's spectra
+            are averaged over segments as long as the reference (Welch), at the reference's resolution.
+        out: output directory, created if needed.
+        progress: print what is being done to stderr.
+        dt_fs: time between the trajectory's frames (fs), for files without ``time_fs``.
+
+    Returns:
+        The summary written to ``observables.json``: ``trajectory`` and ``reference`` (each
+        :func:`compute_observables` without the curves), ``tolerances``, ``comparison`` (rows of
+        :func:`compare`, empty without a reference) and ``files`` written.  Beside it: rdf.csv,
+        angles.csv, bonds.csv, vdos.csv, msd.csv, temperatures.csv, comparison.csv (tables with
+        what the runs have) and rdf.png, angles.png, bonds.png, vdos.png, msd.png, temperatures.png.
+    """
+    results = observe(trajectory, reference, progress, dt_fs)
+    results.summary["files"] = ["observables.json", *[f"{name}.csv" for name in results.tables],
+                                *[f"{name}.png" for name in results.figures]]
+    if progress:
+        print(f"mld analyze: writing tables and figures into {out}", file=sys.stderr, flush=True)
+    results.save(out, "observables.json")
+    return plain(results.summary)

@@ -11,6 +11,40 @@ def _f(value, digits=3):
     return "—" if value is None else f"{value:.{digits}f}" if isinstance(value, float) else str(value)
 
 
+def _value(value, unit: str) -> str:
+    """A table cell: the number in a precision that suits its unit."""
+    if value is None:
+        return "—"
+    digits = {"Å": 3, "deg": 1, "K": 0, "cm^-1": 0, "": 4}.get(unit, 3)
+    return f"{value:.{digits}f}" if abs(value) >= 1e-3 or value == 0 else f"{value:.2e}"
+
+
+def _observables_section(o: dict | None) -> list[str]:
+    """The water observables of the learned NVT run beside CP2K's, with a pass/fail column."""
+    if not o:
+        return []
+    return [
+        "## Water as a physicist checks it (learned NVT run against CP2K)",
+        "",
+        "Computed by `mld analyze`'s code for both runs: g(r), bond and angle distributions from the bond "
+        "graph, vibrational density of states (Welch segments as long as the CP2K run), MSD, per-species "
+        "temperatures, the closest pair of nuclei. 'reference too short' marks an observable the CP2K run "
+        "is too short to give (its spectral resolution or its length); the learned value is still shown. "
+        "Figures and CSV tables are in `observables/`.",
+        "",
+        "| observable | learned | CP2K | tolerance | status |",
+        "|---|---|---|---|---|",
+        *[f"| {r['description'].replace('|', '&#124;')} ({r['unit'] or '-'}) | {_value(r['learned'], r['unit'])} | "
+          f"{_value(r['reference'], r['unit'])} | {r['tolerance']:g} | {r['status']} |" for r in o["comparison"]],
+        "",
+        "![g(r)](observables/rdf.png)",
+        "![angles](observables/angles.png)",
+        "![VDOS](observables/vdos.png)",
+        "![temperatures](observables/temperatures.png)",
+        "",
+    ]
+
+
 def write_report(s: dict, path) -> Path:
     """Write the markdown report of a ``reproduce`` summary ``s`` (as in ``summary.json``)."""
     d, sel, w, tau, tim = s["dataset"], s["selection"], s["water"], s["tau"], s["timing"]
@@ -73,6 +107,7 @@ def write_report(s: dict, path) -> Path:
         "![Fig. 6](water/fig6_spectrum.png)",
         "![Fig. 7](water/fig7_hoh_angle.png)",
         "",
+        *_observables_section(s.get("observables")),
         "## Finite tau against the Newtonian limit (Sec. 3)",
         "",
         f"{tau['steps']} steps from frame {tau['start_frame']}, learning mode against NVE velocity Verlet "

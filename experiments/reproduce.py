@@ -9,6 +9,7 @@ from pathlib import Path
 
 from experiments.dataset import DatasetExperiment
 from experiments.feature_selection import FeatureSelectionExperiment
+from experiments.observables import observe
 from experiments.outputs import publish, write_json
 from experiments.report import write_report
 from experiments.tau_limit import TauLimitExperiment
@@ -49,6 +50,10 @@ def reproduce(data=None, out="mld-reproduce", quick=False, progress=False) -> di
         for name, experiment in experiments.items():
             experiment.save(staging / name)
             summaries[name] = experiment.results.summary
+        water = experiments["water"]
+        observables = observe(water.learned, water.reference)
+        observables.save(staging / "observables")
+        summaries["observables"] = observables.summary
         summaries["quick"] = quick
         summaries["wall_time_s"] = time.perf_counter() - started
         write_json(staging / "summary.json", summaries)

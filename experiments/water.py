@@ -21,6 +21,7 @@ from experiments import analysis
 from experiments.base import LearnedLossExperiment
 from experiments.outputs import Results
 from experiments.guarded_run import SimulationBlewUp, run_guarded
+from experiments.observables import TrajectoryData, from_cp2k
 
 
 @dataclass
@@ -75,7 +76,7 @@ class WaterSimulationExperiment(LearnedLossExperiment):
         return MolecularModel(
             traj.symbols, traj.positions[frame], traj.box, self.losses,
             velocities=traj.velocities[frame], integrator=VelocityVerlet(cfg.dt, thermostat, cfg.max_force),
-            seed=cfg.seed, collect_positions=True,
+            seed=cfg.seed, collect_positions=True, collect_velocities=True,
         )
 
     def _run(self, model, n_steps, limit, label) -> str | None:
@@ -108,6 +109,10 @@ class WaterSimulationExperiment(LearnedLossExperiment):
             raise ValueError(f"the learned NVT run is too short to compare with CP2K ({self.nvt_stop})")
         learned = np.stack(table["positions"].to_list())
         reference = traj.positions[start:]
+        self.learned = TrajectoryData(list(traj.symbols), learned, np.stack(table["velocities"].to_list()),
+                                      traj.box, table["time_fs"].to_numpy(), nvt.masses,
+                                      "learned NVT run", "mld")
+        self.reference = from_cp2k(traj, start)
         return self._compare(traj, learned, table, reference, start, target, heating)
 
     def _compare(self, traj, learned, table, reference, start, target, heating) -> Results:

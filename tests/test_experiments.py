@@ -37,6 +37,7 @@ def reproduced(small_run, tmp_path_factory):
 
 
 def test_reproduce_quick_writes_every_figure_table_and_the_report(reproduced):
+    """Figs 1-7, Table 1, the tau sweep and the water observables beside CP2K's."""
     for name in ("dataset/fig1_kinetic_energy", "selection/fig2_selection", "water/fig3_kinetic_energy",
                  "water/fig4_oh_bond", "water/fig5_oh_four_hydrogens", "water/fig6_spectrum",
                  "water/fig7_hoh_angle", "tau/tau_limit"):
@@ -51,7 +52,13 @@ def test_reproduce_quick_writes_every_figure_table_and_the_report(reproduced):
     assert water["steps"] == 400 and np.isfinite(water["mean_temperature_K"])
     assert 0.9 < water["oh_mean_A"] < 1.2 and water["thermostat"].startswith("Nose-Hoover")
     assert summary["tau"]["deviation_shrinks_with_tau"] is True
+    rows = {row["observable"]: row for row in summary["observables"]["comparison"]}
+    assert rows["oh_bond_mean_A"]["status"] in ("pass", "fail") and rows["oh_bond_mean_A"]["reference"] > 0.9
+    assert rows["bend_cm1"]["status"] == "reference too short"  # 120 CP2K frames: 550 cm^-1 resolution
+    for name in ("rdf", "angles", "vdos", "temperatures"):
+        assert (reproduced / "observables" / f"{name}.png").stat().st_size > 10_000, name
     report = (reproduced / "report.md").read_text()
+    assert "Water as a physicist checks it" in report and "| pass |" in report
     assert "Table 1" in report and "| O | quadratic |" in report and "0.31" in report
     AgentLosses.load(reproduced / "losses.json")
 
@@ -139,3 +146,18 @@ def test_the_water_experiment_reports_a_blow_up_as_a_result(reproduced, small_ru
     assert "blew up at step" in experiment._run(model, 30, 4000.0, "NVE")  # recorded, not raised
     with pytest.raises(ValueError, match="too short to compare with CP2K .*blew up at step"):
         experiment.run()
+
+
+def test_analyze_compares_a_simulated_trajectory_with_the_cp2k_run(reproduced, small_run, tmp_path):
+    sim = tmp_path / "sim"
+    assert main(["simulate", "--loss", str(reproduced / "losses.json"), "--from", f"{small_run}:60",
+                 "--steps", "40", "--every", "2", "--out", str(sim), "--no-progress"]) == 0
+    out = tmp_path / "analysis"
+    assert main(["analyze", str(sim / "trajectory.xyz"), "--reference", str(small_run), "--out", str(out),
+                 "--no-progress"]) == 0
+    summary = json.loads((out / "observables.json").read_text())
+    assert summary["trajectory"]["frames"] == 21 and summary["reference"]["frames"] == FRAMES
+    assert {row["status"] for row in summary["comparison"]} <= {"pass", "fail", "reference too short",
+                                                               "learned run too short", "not available"}
+    assert len(pd.read_csv(out / "comparison.csv")) == len(summary["comparison"])
+    assert (out / "rdf.png").exists() and (out / "temperatures.png").exists()
