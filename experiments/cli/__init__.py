@@ -10,10 +10,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from experiments.cli import bench, dft, fit, run
+from experiments.cli import bench, dft, fit, run, sweep
 
 #: The command groups, in the order they appear in ``mld --help``.
-COMMAND_GROUPS = (run, fit, dft, bench)
+COMMAND_GROUPS = (run, fit, dft, bench, sweep)
 
 
 def build_parser() -> argparse.ArgumentParser:
