@@ -10,10 +10,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from experiments.cli import analyze, bench, dft, fit, run
+from experiments.cli import analyze, bench, dft, fit, run, sweep
 
 #: The command groups, in the order they appear in ``mld --help``.
-COMMAND_GROUPS = (run, analyze, fit, dft, bench)
+COMMAND_GROUPS = (run, analyze, sweep, fit, dft, bench)
 
 
 def build_parser() -> argparse.ArgumentParser:

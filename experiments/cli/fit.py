@@ -1,4 +1,5 @@
-"""``mld fit``, ``mld select`` and ``mld evaluate``: learning the agent losses from a CP2K run."""
+"""``mld fit``, ``mld select``, ``mld evaluate`` and ``mld convert``: learning the agent losses from labelled
+data (a CP2K run, the native path, or any trajectory with forces that ASE reads)."""
 
 from __future__ import annotations
 
@@ -6,9 +7,10 @@ import json
 from pathlib import Path
 
 from agents.loss import AgentLosses
+from experiments.cli.options import positive_float
 from experiments.feature_selection import FeatureSelectionExperiment
 from experiments.outputs import plain
-from learning.cp2k.reader import read_trajectory
+from learning.labelled import read_labelled, write_labelled
 from learning.regression import ORDERS, relative_rmse
 from learning.selection import DEFAULT_RIDGE, fit_losses
 
@@ -23,7 +25,7 @@ def _fit(args) -> int:
     out = Path(args.out)
     if not out.parent.exists():
         raise ValueError(f"--out {out}: the directory {out.parent} does not exist")
-    trajectory = read_trajectory(args.data)
+    trajectory = read_labelled(args.data, args.dt)
     losses = fit_losses(trajectory, args.invariants, args.order, args.ridge, progress=not args.no_progress)
     losses.save(out)
     print(json.dumps({"out": str(out), "metrics": losses.provenance["metrics"]}, indent=1))
@@ -31,7 +33,8 @@ def _fit(args) -> int:
 
 
 def _select(args) -> int:
-    experiment = FeatureSelectionExperiment(data=args.data, n_keep=args.keep, order=args.order, ridge=args.ridge,
+    experiment = FeatureSelectionExperiment(trajectory=read_labelled(args.data, args.dt), data=args.data,
+                                            n_keep=args.keep, order=args.order, ridge=args.ridge,
                                             progress=not args.no_progress)
     experiment.save(args.out)
     summary = experiment.results.summary
@@ -41,15 +44,32 @@ def _select(args) -> int:
 
 def _evaluate(args) -> int:
     losses = AgentLosses.load(args.loss)
-    print(json.dumps({"data": str(args.data), "relative_rmse": evaluate_losses(losses, read_trajectory(args.data))},
-                     indent=1))
+    scores = evaluate_losses(losses, read_labelled(args.data, args.dt))
+    print(json.dumps({"data": str(args.data), "relative_rmse": scores}, indent=1))
     return 0
 
 
+def _convert(args) -> int:
+    if args.every < 1:
+        raise ValueError(f"--every must be a positive integer, got {args.every}")
+    trajectory = read_labelled(args.data, args.dt).frames(slice(None, None, args.every))
+    path = write_labelled(trajectory, args.out)
+    print(json.dumps({"data": trajectory.source, "out": str(path), "frames": len(trajectory)}))
+    return 0
+
+
+def _data_options(parser) -> None:
+    """``--data`` and ``--dt``: where the labelled trajectory comes from."""
+    parser.add_argument("--data", help="labelled data: a CP2K run (directory or input file), or any trajectory "
+                        "with forces that ASE reads (extended XYZ, .traj, other DFT codes' outputs); "
+                        "default: the embedded h2o-32 CP2K run")
+    parser.add_argument("--dt", type=positive_float,
+                        help="fs between frames of ASE-read data whose frames have no time_fs (not for CP2K runs)")
+
+
 def register(subparsers, common) -> None:
-    data = "CP2K run (directory or input file); default: the embedded h2o-32 run"
     p = subparsers.add_parser("fit", parents=[common], help="learn the agent losses (eq. 5.1) and save them as JSON")
-    p.add_argument("--data", help=data)
+    _data_options(p)
     p.add_argument("--order", choices=ORDERS, default="quadratic", help="default: quadratic")
     p.add_argument("--invariants", default="auto",
                    help="'auto' (backward elimination, 7 per species; the default) or NAME,NAME,...")
@@ -60,14 +80,21 @@ def register(subparsers, common) -> None:
 
     p = subparsers.add_parser("select", parents=[common],
                               help="backward elimination over the 18 weight functions (Fig. 2, Table 1)")
-    p.add_argument("--data", help=data)
+    _data_options(p)
     p.add_argument("--keep", type=int, default=7, help="invariants kept per species (the paper and default: 7)")
     p.add_argument("--order", choices=ORDERS, default="quadratic", help="default: quadratic")
     p.add_argument("--ridge", type=float, default=DEFAULT_RIDGE, help=f"default {DEFAULT_RIDGE}")
     p.add_argument("--out", required=True, help="output directory")
     p.set_defaults(func=_select)
 
-    p = subparsers.add_parser("evaluate", help="relative RMSE (5.2) of a loss file on every frame of a CP2K run")
+    p = subparsers.add_parser("evaluate", help="relative RMSE (5.2) of a loss file on every frame of labelled data")
     p.add_argument("--loss", required=True)
-    p.add_argument("--data", help=data)
+    _data_options(p)
     p.set_defaults(func=_evaluate)
+
+    p = subparsers.add_parser("convert", help="write labelled data as extended XYZ with forces (full precision), "
+                              "or any format ASE writes (by the suffix of --out)")
+    _data_options(p)
+    p.add_argument("--every", type=int, default=1, help="keep every N-th frame (default 1)")
+    p.add_argument("--out", required=True, help="the file to write (.xyz/.extxyz, .traj, ...)")
+    p.set_defaults(func=_convert)
