@@ -316,15 +316,19 @@ SHORT_RANGE_WEIGHTS = ("exp(a=2)", "exp(a=1)", "exp(a=1/2)", "gauss(s=0.5)", "ga
 
 
 def prototype_descriptors(species=("O", "H"), rc: float = 4.5, weights=SHORT_RANGE_WEIGHTS, etas=PROTOTYPE_ETAS,
-                          zetas=PROTOTYPE_ZETAS, lambdas=PROTOTYPE_LAMBDAS) -> DescriptorSet:
+                          zetas=PROTOTYPE_ZETAS, lambdas=PROTOTYPE_LAMBDAS, angular_rc: float | None = None) -> DescriptorSet:
     """A starting set: cutoff radial functions per source species plus the angular grid per species pair.
 
     Args:
         species: source species symbols.
-        rc: cutoff radius of every feature, angstrom.
+        rc: cutoff radius of the radial features (and of the angular ones unless ``angular_rc``), angstrom.
         weights: radial weight functions (objects or names); default :data:`SHORT_RANGE_WEIGHTS`
             (``paper_weight_functions()`` gives the paper's 18 of Sec. 5.2).
         etas, zetas, lambdas: the angular grid (default eta 0.05, 0.3, 1; zeta 1, 2, 4, 16; lambda +-1).
+        angular_rc: cutoff of the angular features, angstrom (default ``rc``).  The cost of the angular
+            terms grows as the number of neighbour pairs, about angular_rc^6: on the CP2K water run,
+            3.5 instead of 4.5 angstrom halved the force time for a test RMSE of 0.103 / 0.111
+            instead of 0.098 / 0.102 (O / H, shared quadratic).
 
     Returns:
         Radial features (species-major), then angular ones for each unordered pair (a <= b in the
@@ -333,6 +337,7 @@ def prototype_descriptors(species=("O", "H"), rc: float = 4.5, weights=SHORT_RAN
     weights = [weight_function(w) if isinstance(w, str) else w for w in weights]
     radial = [Feature((a,), CutRadial(w, rc)) for a in species for w in weights]
     pairs = [(a, b) for i, a in enumerate(species) for b in species[i:]]
-    angular = [Feature(pair, Angular(eta, zeta, lam, rc)) for pair in pairs for eta in etas
+    rc_angle = rc if angular_rc is None else angular_rc
+    angular = [Feature(pair, Angular(eta, zeta, lam, rc_angle)) for pair in pairs for eta in etas
                for zeta in zetas for lam in lambdas]
     return DescriptorSet(tuple(radial + angular))

@@ -5,7 +5,8 @@ and angular descriptors (:mod:`agents.descriptors`, DESIGN.md "Beyond the paper"
 (4.5), the pair wall.  Centres run in parallel chunks; one pass per centre i, with neighbours from a
 :class:`~environment.neighbors.NeighborList` of radius r_c + skin and small per-thread buffers:
 
-1. the neighbours within r_c, grouped by species; their switch f_c, f_c' and, per distinct
+1. the neighbours within r_c, grouped by species, those within the angular features' largest r_c
+   first in each group (only they form pairs); their switch f_c, f_c' and, per distinct
    (eta, r_c), the angular legs G = exp(-eta r^2) f_c and G';
 2. phi(i): radial sums (each term's (w f_c)' kept), then every neighbour pair {n1, n2} of a species
    pair that has features, laid out as runs (fixed n1, consecutive n2) with cos theta, the factors
@@ -111,40 +112,39 @@ def _quintic(r, r_c, r_on):
     return 1.0 - x * x * x * (10.0 - 15.0 * x + 6.0 * x * x), -30.0 * x * x * (1.0 - x) * (1.0 - x) * inv_w
 
 
-@njit(cache=True, inline="always")
-def _ipow(b, e):
-    """b**e for an integer e >= 0 by squaring."""
-    out = 1.0
-    while e > 0:
-        if e & 1:
-            out *= b
-        b *= b
-        e >>= 1
-    return out
-
-
-@njit(cache=True, fastmath=_FLAGS, error_model="numpy")
+@njit(cache=True, fastmath=_FLAGS, error_model="numpy", inline="always")
 def _radial(kind, par, r, inv_r, sw, dsw, value, slope):
-    """One radial weight over a block of distances: value = w f_c, slope = (w f_c)' (loops vectorize)."""
-    for n in range(r.shape[0]):
-        if kind == EXP:
-            w = _exp(-par * r[n])
-            dw = -par * w
-        elif kind == GAUSS:
-            w = _exp(-par * r[n] * r[n])
-            dw = -2.0 * par * r[n] * w
-        elif kind == POW_INT:
-            w = 1.0 / _ipow(r[n], int(par))
-            dw = -par * w * inv_r[n]
+    """One radial weight over a block of distances: value = w f_c, slope = (w f_c)' (one loop per kind,
+    so each vectorizes)."""
+    n = r.shape[0]
+    if kind == EXP:
+        for k in range(n):
+            w = _exp(-par * r[k])
+            value[k] = w * sw[k]
+            slope[k] = w * (dsw[k] - par * sw[k])
+    elif kind == GAUSS:
+        for k in range(n):
+            w = _exp(-par * r[k] * r[k])
+            value[k] = w * sw[k]
+            slope[k] = w * (dsw[k] - 2.0 * par * r[k] * sw[k])
+    else:
+        if kind == POW_INT:
+            for k in range(n):
+                value[k] = 1.0
+            for _ in range(int(par)):
+                for k in range(n):
+                    value[k] *= inv_r[k]
         else:
-            w = r[n] ** (-par)
-            dw = -par * w * inv_r[n]
-        value[n] = w * sw[n]
-        slope[n] = dw * sw[n] + w * dsw[n]
+            for k in range(n):
+                value[k] = r[k] ** (-par)
+        for k in range(n):
+            w = value[k]
+            value[k] = w * sw[k]
+            slope[k] = w * (dsw[k] - par * inv_r[k] * sw[k])
 
 
 @njit(cache=True, fastmath=_FLAGS, error_model="numpy")
-def _centres(c0, c1, X, Y, Z, box, spec, sink_type, idx, ptr, n_species, max_row, radius2,
+def _centres(c0, c1, X, Y, Z, box, spec, sink_type, idx, ptr, n_species, max_row, radius2, angular2,
              rc, ron, rad_p, rad_src, rad_kind, rad_param, rad_cut, leg_eta, leg_cut, ang_zeta, ang_lam,
              grp_ptr, grp_p, grp_leg, grp_ang, A, Bq, q_idx, quadratic, c12, wall_rc, wall_ron,
              shared, store, H, Fbuf, phi_out):
@@ -178,6 +178,7 @@ def _centres(c0, c1, X, Y, Z, box, spec, sink_type, idx, ptr, n_species, max_row
     fs = np.empty(max_row)
     wv = np.empty(max_row)
     block = np.empty(S + 1, dtype=np.int64)
+    inner = np.empty(S, dtype=np.int64)
     sw = np.empty((n_cut, max_row))
     dsw = np.empty((n_cut, max_row))
     g = np.empty((n_leg, max_row))
@@ -204,6 +205,7 @@ def _centres(c0, c1, X, Y, Z, box, spec, sink_type, idx, ptr, n_species, max_row
     be = np.empty(max_pairs)
     ang_k = np.empty(n_ang)
     phi = np.empty(P)
+    phi_q = np.empty(n_q)
     coef = np.empty(P)
     for t in range(n_ang):
         ang_k[t] = 2.0 ** (1 - ang_zeta[t])
@@ -213,24 +215,31 @@ def _centres(c0, c1, X, Y, Z, box, spec, sink_type, idx, ptr, n_species, max_row
         xi = X[i]
         yi = Y[i]
         zi = Z[i]
-        # 1. neighbours within the largest cutoff, grouped by species (the list's order)
+        # 1. neighbours within the largest cutoff, grouped by species, those within the angular
+        #    cutoff first in each group (block[a] <= n < inner[a]): only they form angular pairs
         K = 0
         for a in range(S):
             block[a] = K
-            for q in range(ptr[i, a], ptr[i, a + 1]):
-                j = idx[q]
-                ux = X[j] - xi
-                uy = Y[j] - yi
-                uz = Z[j] - zi
-                ux -= box * np.rint(ux * inv_box)
-                uy -= box * np.rint(uy * inv_box)
-                uz -= box * np.rint(uz * inv_box)
-                if ux * ux + uy * uy + uz * uz < radius2:
-                    nb[K] = j
-                    dx[K] = ux
-                    dy[K] = uy
-                    dz[K] = uz
-                    K += 1
+            for ring in range(2):
+                lo2 = 0.0 if ring == 0 else angular2
+                hi2 = angular2 if ring == 0 else radius2
+                for q in range(ptr[i, a], ptr[i, a + 1]):
+                    j = idx[q]
+                    ux = X[j] - xi
+                    uy = Y[j] - yi
+                    uz = Z[j] - zi
+                    ux -= box * np.rint(ux * inv_box)
+                    uy -= box * np.rint(uy * inv_box)
+                    uz -= box * np.rint(uz * inv_box)
+                    r2 = ux * ux + uy * uy + uz * uz
+                    if lo2 <= r2 < hi2:
+                        nb[K] = j
+                        dx[K] = ux
+                        dy[K] = uy
+                        dz[K] = uz
+                        K += 1
+                if ring == 0:
+                    inner[a] = K
         block[S] = K
         for n in range(K):
             rr[n] = np.sqrt(dx[n] * dx[n] + dy[n] * dy[n] + dz[n] * dz[n])
@@ -288,9 +297,9 @@ def _centres(c0, c1, X, Y, Z, box, spec, sink_type, idx, ptr, n_species, max_row
                     pair_ptr[a * S + b] = M
                     if b < a or grp_ptr[a * S + b] == grp_ptr[a * S + b + 1]:
                         continue
-                    for n1 in range(block[a], block[a + 1]):
+                    for n1 in range(block[a], inner[a]):
                         n2 = n1 + 1 if b == a else block[b]
-                        m = block[b + 1] - n2
+                        m = inner[b] - n2
                         if m <= 0:
                             continue
                         run_n1[R] = n1
@@ -362,11 +371,14 @@ def _centres(c0, c1, X, Y, Z, box, spec, sink_type, idx, ptr, n_species, max_row
                 h += A[t_i, p] * phi[p]
             if quadratic[t_i]:
                 for qa in range(n_q):
+                    phi_q[qa] = phi[q_idx[qa]]
+                for qa in range(n_q):
+                    row = Bq[t_i, qa]
                     acc = 0.0
                     for qb in range(n_q):
-                        acc += Bq[t_i, qa, qb] * phi[q_idx[qb]]
+                        acc += row[qb] * phi_q[qb]
                     coef[q_idx[qa]] += acc
-                    h += 0.5 * acc * phi[q_idx[qa]]
+                    h += 0.5 * acc * phi_q[qa]
             # 5. contraction, radial: f_n = -sum_f c_f (w f_c)'(r) u_n
             for n in range(K):
                 fs[n] = 0.0
@@ -418,31 +430,22 @@ def _centres(c0, c1, X, Y, Z, box, spec, sink_type, idx, ptr, n_species, max_row
                 x1 = ex[n1]
                 y1 = ey[n1]
                 z1 = ez[n1]
-                al1s = al1[k0:k0 + m]
-                al2s = al2[k0:k0 + m]
-                bes = be[k0:k0 + m]
-                css = cs[k0:k0 + m]
-                irs = inv_r[n2:n2 + m]
-                exs = ex[n2:n2 + m]
-                eys = ey[n2:n2 + m]
-                ezs = ez[n2:n2 + m]
-                fxs = fx[n2:n2 + m]
-                fys = fy[n2:n2 + m]
-                fzs = fz[n2:n2 + m]
                 sx = 0.0
                 sy = 0.0
                 sz = 0.0
                 for jj in range(m):
-                    a11 = al1s[jj] - bes[jj] * css[jj] * ir1
-                    a12 = bes[jj] * ir1
-                    a21 = bes[jj] * irs[jj]
-                    a22 = al2s[jj] - bes[jj] * css[jj] * irs[jj]
-                    sx += a11 * x1 + a12 * exs[jj]
-                    sy += a11 * y1 + a12 * eys[jj]
-                    sz += a11 * z1 + a12 * ezs[jj]
-                    fxs[jj] -= a22 * exs[jj] + a21 * x1
-                    fys[jj] -= a22 * eys[jj] + a21 * y1
-                    fzs[jj] -= a22 * ezs[jj] + a21 * z1
+                    k = k0 + jj
+                    n = n2 + jj
+                    a11 = al1[k] - be[k] * cs[k] * ir1
+                    a12 = be[k] * ir1
+                    a21 = be[k] * inv_r[n]
+                    a22 = al2[k] - be[k] * cs[k] * inv_r[n]
+                    sx += a11 * x1 + a12 * ex[n]
+                    sy += a11 * y1 + a12 * ey[n]
+                    sz += a11 * z1 + a12 * ez[n]
+                    fx[n] -= a22 * ex[n] + a21 * x1
+                    fy[n] -= a22 * ey[n] + a21 * y1
+                    fz[n] -= a22 * ez[n] + a21 * z1
                 fx[n1] -= sx
                 fy[n1] -= sy
                 fz[n1] -= sz
@@ -463,7 +466,7 @@ def _centres(c0, c1, X, Y, Z, box, spec, sink_type, idx, ptr, n_species, max_row
 
 
 @njit(cache=True, parallel=True)
-def _kernel(X, Y, Z, box, spec, sink_type, idx, ptr, n_species, max_row, radius2,
+def _kernel(X, Y, Z, box, spec, sink_type, idx, ptr, n_species, max_row, radius2, angular2,
             rc, ron, rad_p, rad_src, rad_kind, rad_param, rad_cut, leg_eta, leg_cut, ang_zeta, ang_lam,
             grp_ptr, grp_p, grp_leg, grp_ang, A, Bq, q_idx, quadratic, c12, wall_rc, wall_ron,
             shared, store, H, Fbuf, phi_out, F):
@@ -473,7 +476,7 @@ def _kernel(X, Y, Z, box, spec, sink_type, idx, ptr, n_species, max_row, radius2
     for chunk in prange(n_chunks):
         Fbuf[chunk, :, :] = 0.0
         _centres(chunk * N // n_chunks, (chunk + 1) * N // n_chunks, X, Y, Z, box, spec, sink_type, idx, ptr,
-                 n_species, max_row, radius2, rc, ron, rad_p, rad_src, rad_kind, rad_param, rad_cut, leg_eta,
+                 n_species, max_row, radius2, angular2, rc, ron, rad_p, rad_src, rad_kind, rad_param, rad_cut, leg_eta,
                  leg_cut, ang_zeta, ang_lam, grp_ptr, grp_p, grp_leg, grp_ang, A, Bq, q_idx, quadratic, c12,
                  wall_rc, wall_ron, shared, store, H, Fbuf[chunk], phi_out)
     for j in prange(N):
@@ -523,6 +526,7 @@ class DescriptorForces:
         if wall is not None:
             wall.check_box(self.box)
         self.radius = max(loss.descriptors.rc_max, wall.rc if wall is not None else 0.0)
+        self.angular = max((f.function.rc for f in loss.descriptors.features if f.angular), default=0.0)
         self.neighbors = NeighborList(self.radius, skin=skin)
         self.threads = None if threads is None else max(1, min(int(threads), numba.config.NUMBA_NUM_THREADS))
 
@@ -544,7 +548,7 @@ class DescriptorForces:
         phi = np.zeros((N, P) if store else (1, P))
         max_row = max(1, int(np.max(nl.pointers[:, -1] - nl.pointers[:, 0])) if N else 1)
         _kernel(X, Y, Z, self.box, self.spec[order], self.sink_type[order], nl.indices, nl.pointers,
-                len(self.species), max_row, self.radius**2, e.rc, e.ron, e.rad_p, e.rad_src, e.rad_kind,
+                len(self.species), max_row, self.radius**2, self.angular**2, e.rc, e.ron, e.rad_p, e.rad_src, e.rad_kind,
                 e.rad_param, e.rad_cut, e.leg_eta, e.leg_cut, e.ang_zeta, e.ang_lam, e.grp_ptr, e.grp_p,
                 e.grp_leg, e.grp_ang, self.A, self.Bq, self.q_idx, self.quadratic, self.c12, self.wall_rc,
                 self.wall_ron, self.loss.form == "shared", store, H, Fbuf, phi, F)

@@ -39,8 +39,8 @@ from learning.descriptor_fit import ORDERS, DescriptorEquations, fit, local_quad
 RIDGES = (0.0,) + tuple(10.0**-k for k in range(14, 7, -1))
 
 
-def fits(run, splits, rc, out):
-    descriptors = prototype_descriptors(("O", "H"), rc)
+def fits(run, splits, rc, angular_rc, out):
+    descriptors = prototype_descriptors(("O", "H"), rc, angular_rc=angular_rc)
     wall = PairWall.from_contacts(run.positions[splits["train"]], run.box, run.symbols, rc)
     forces = trajectory_forces(run)
     rows, losses = [], {}
@@ -128,6 +128,7 @@ def main(argv=None):
     parser.add_argument("--data", default=str(default_data_path()), help="CP2K run (directory or input file)")
     parser.add_argument("--stride", type=int, default=1, help="use every STRIDE-th training frame")
     parser.add_argument("--rc", type=float, default=4.5, help="descriptor cutoff, angstrom")
+    parser.add_argument("--angular-rc", type=float, default=None, help="angular cutoff, angstrom (default --rc)")
     parser.add_argument("--steps", type=int, default=800, help="NVT steps of 0.5 fs")
     parser.add_argument("--out", default="mld-manybody", help="folder for the losses and numbers.json")
     args = parser.parse_args(argv)
@@ -136,7 +137,7 @@ def main(argv=None):
     run = read_trajectory(args.data)
     splits = split_frames(len(run))
     splits["train"] = splits["train"][:: args.stride]
-    rows, losses = fits(run, splits, args.rc, out)
+    rows, losses = fits(run, splits, args.rc, args.angular_rc, out)
     shared = losses["shared", "quadratic"]
     numbers = {"data": run.source, "frames": {k: len(v) for k, v in splits.items()}, "fits": rows,
                "timing": timings(shared, run), "dynamics": dynamics(shared, run, splits, args.steps),

@@ -202,13 +202,13 @@ class DescriptorFit:
 
     Attributes:
         loss: the :class:`DescriptorLoss` (wall included).
-        ridge: the chosen lambda.
+        ridge: the chosen lambda (shared: one; own: ``{species: lambda}``).
         rmse: ``{split: {species: relative RMSE (5.2)}}``.
         curve: ``[(lambda, {species: validation RMSE})]`` over the grid (inf where the solve failed).
     """
 
     loss: DescriptorLoss
-    ridge: float
+    ridge: float | dict
     rmse: dict
     curve: list
 

@@ -6,7 +6,7 @@ import pytest
 from manybody_support import EVERY_KIND, random_config, random_loss, small_wall, water_frame
 
 from agents.descriptor_jacobian import descriptor_jacobian
-from agents.descriptors import prototype_descriptors
+from agents.descriptors import DescriptorSet, parse_feature, prototype_descriptors
 from agents.pair_wall import PairWall
 from environment.descriptor_kernels import DescriptorForces
 
@@ -23,7 +23,9 @@ def cases():
     positions, box, symbols = water_frame()
     water = (positions, box, symbols, WATER_SET, PairWall({"OO": 1.9, "OH": 0.7, "HH": 1.0}, rc=4.5))
     positions, symbols = random_config(60, 9.0, np.random.default_rng(20))
-    return {"water": water, "random": (positions, 9.0, symbols, EVERY_KIND, small_wall())}
+    # a radial cutoff beyond every angular one: the pairs come from the inner neighbours only
+    mixed = DescriptorSet(EVERY_KIND.features + (parse_feature("O:gauss(s=2,rc=4.4)"),))
+    return {"water": water, "random": (positions, 9.0, symbols, mixed, small_wall())}
 
 
 CASES = cases()
