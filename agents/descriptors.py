@@ -284,10 +284,6 @@ class DescriptorSet:
         lookup = {s: a for a, s in enumerate(self.species)}
         return np.array([lookup.get(s, -1) for s in symbols], dtype=np.int64)
 
-    def subset(self, keep) -> DescriptorSet:
-        """The features with indices ``keep`` (in that order)."""
-        return DescriptorSet(tuple(self.features[p] for p in keep))
-
     def to_dict(self) -> dict:
         """Plain JSON: ``{"format", "switch", "features": [names]}``."""
         return {"format": FORMAT, "switch": dict(SWITCH), "features": self.names}
@@ -316,7 +312,8 @@ SHORT_RANGE_WEIGHTS = ("exp(a=2)", "exp(a=1)", "exp(a=1/2)", "gauss(s=0.5)", "ga
 
 
 def prototype_descriptors(species=("O", "H"), rc: float = 4.5, weights=SHORT_RANGE_WEIGHTS, etas=PROTOTYPE_ETAS,
-                          zetas=PROTOTYPE_ZETAS, lambdas=PROTOTYPE_LAMBDAS, angular_rc: float | None = None) -> DescriptorSet:
+                          zetas=PROTOTYPE_ZETAS, lambdas=PROTOTYPE_LAMBDAS,
+                          angular_rc: float | None = None) -> DescriptorSet:
     """A starting set: cutoff radial functions per source species plus the angular grid per species pair.
 
     Args:

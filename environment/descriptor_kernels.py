@@ -503,7 +503,7 @@ class DescriptorForces:
     """
 
     def __init__(self, loss: DescriptorLoss, symbols, box: float, skin: float = 1.0, threads: int | None = None):
-        self.loss = loss
+        self.shared = loss.form == "shared"
         self.box = float(box)
         loss.descriptors.check_box(self.box)
         symbols = list(symbols)
@@ -521,10 +521,10 @@ class DescriptorForces:
         self.Bq = np.ascontiguousarray(B[:, self.q_idx][:, :, self.q_idx])
         self.quadratic = np.array([np.any(B[t]) for t in range(S)])
         wall = loss.wall
-        self.c12 = wall.sigma12(self.species) if wall is not None else np.zeros((S, S))
-        self.wall_rc, self.wall_ron = _switch_params(wall.rc) if wall is not None else (1.0, 0.0)
         if wall is not None:
             wall.check_box(self.box)
+        self.c12 = wall.sigma12(self.species) if wall is not None else np.zeros((S, S))  # zero: no wall term
+        self.wall_rc, self.wall_ron = _switch_params(wall.rc if wall is not None else 1.0)
         self.radius = max(loss.descriptors.rc_max, wall.rc if wall is not None else 0.0)
         self.angular = max((f.function.rc for f in loss.descriptors.features if f.angular), default=0.0)
         self.neighbors = NeighborList(self.radius, skin=skin)
@@ -548,10 +548,10 @@ class DescriptorForces:
         phi = np.zeros((N, P) if store else (1, P))
         max_row = max(1, int(np.max(nl.pointers[:, -1] - nl.pointers[:, 0])) if N else 1)
         _kernel(X, Y, Z, self.box, self.spec[order], self.sink_type[order], nl.indices, nl.pointers,
-                len(self.species), max_row, self.radius**2, self.angular**2, e.rc, e.ron, e.rad_p, e.rad_src, e.rad_kind,
-                e.rad_param, e.rad_cut, e.leg_eta, e.leg_cut, e.ang_zeta, e.ang_lam, e.grp_ptr, e.grp_p,
+                len(self.species), max_row, self.radius**2, self.angular**2, e.rc, e.ron, e.rad_p, e.rad_src,
+                e.rad_kind, e.rad_param, e.rad_cut, e.leg_eta, e.leg_cut, e.ang_zeta, e.ang_lam, e.grp_ptr, e.grp_p,
                 e.grp_leg, e.grp_ang, self.A, self.Bq, self.q_idx, self.quadratic, self.c12, self.wall_rc,
-                self.wall_ron, self.loss.form == "shared", store, H, Fbuf, phi, F)
+                self.wall_ron, self.shared, store, H, Fbuf, phi, F)
         out_H, out_F = np.empty(N), np.empty((N, 3))
         out_H[order], out_F[order] = H, F
         if store:

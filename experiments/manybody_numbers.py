@@ -63,7 +63,8 @@ def fits(run, splits, rc, angular_rc, out):
 
 def timings(loss, run):
     symbols, positions, _, box = water_box(128, seed=1)
-    systems = {"32 waters (CP2K frame)": (run.positions[0], run.box, run.symbols), "128 waters": (positions, box, symbols)}
+    systems = {"32 waters (CP2K frame)": (run.positions[0], run.box, run.symbols),
+               "128 waters": (positions, box, symbols)}
     rows = []
     for name, (q, side, sym) in systems.items():
         for threads in (1, 2):
@@ -112,14 +113,16 @@ def dynamics(loss, run, splits, steps, dt=0.5):
     def structure(positions):
         angles = np.concatenate([hoh_angles(run.symbols, q, run.box) for q in positions])
         bonds = np.concatenate([nearest_oxygen(run.symbols, q, run.box)[1] for q in positions])
-        return {"hoh_deg": [float(angles.mean()), float(angles.std())], "oh_A": [float(bonds.mean()), float(bonds.std())]}
+        return {"hoh_deg": [float(angles.mean()), float(angles.std())],
+                "oh_A": [float(bonds.mean()), float(bonds.std())]}
 
     return {
         "nve_100fs_energy_drift_eV": float(energies[-1] - energies[0]),
         "nve_energy_peak_to_peak_eV": float(np.ptp(energies)),
         "nvt_fs": steps * dt, "target_K": target,
         "learned_second_half": {**structure(frames[steps // 2::10]), "T_K": float(temperatures[steps // 2:].mean())},
-        "cp2k_after_equilibration": {**structure(run.positions[start::5]), "T_K": float(run.temperature[start:].mean())},
+        "cp2k_after_equilibration": {**structure(run.positions[start::5]),
+                                     "T_K": float(run.temperature[start:].mean())},
     }
 
 

@@ -82,12 +82,12 @@ class DescriptorEquations:
         self.form = form
         self.species = tuple(species)
         P = len(descriptors)
-        self.quadratic = np.arange(P) if quadratic is None else np.asarray(quadratic, dtype=np.int64)
-        if len(set(self.quadratic.tolist())) != len(self.quadratic) or np.any((self.quadratic < 0) | (self.quadratic >= P)):
-            raise ValueError(f"quadratic must be distinct descriptor indices in [0, {P}), got {self.quadratic}")
+        Q = np.arange(P) if quadratic is None else np.asarray(quadratic, dtype=np.int64)
+        if len(set(Q.tolist())) != len(Q) or np.any((Q < 0) | (Q >= P)):
+            raise ValueError(f"quadratic must be distinct descriptor indices in [0, {P}), got {Q}")
+        self.quadratic = Q
         self.wall = wall
-        nQ = len(self.quadratic)
-        self.block = P + nQ * (nQ + 1) // 2  # columns per species
+        self.block = P + len(Q) * (len(Q) + 1) // 2  # columns per species
         self.equations: dict[str, dict[str, NormalEquations]] = {}
         self.target_norm2: dict[str, dict[str, float]] = {}
 

@@ -26,8 +26,8 @@ def run(loss, n_frames, seed=10):
 @pytest.mark.parametrize("order", ["linear", "quadratic"])
 def test_fit_recovers_a_known_loss(form, order):
     """Forces of a loss of the same form (wall included) are fitted exactly: the parameters come back."""
-    truth = random_loss(EVERY_KIND, form, np.random.default_rng(11), quadratic=QUADRATIC if order == "quadratic" else [],
-                        wall=small_wall())
+    quadratic = QUADRATIC if order == "quadratic" else []
+    truth = random_loss(EVERY_KIND, form, np.random.default_rng(11), quadratic=quadratic, wall=small_wall())
     frames, symbols, forces = run(truth, 8)
     equations = DescriptorEquations(EVERY_KIND, form, ("O", "H"), QUADRATIC, truth.wall)
     equations.add_frames({"train": range(6), "validation": range(6, 8)}, frames, BOX, symbols, forces)
