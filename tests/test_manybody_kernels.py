@@ -1,0 +1,76 @@
+"""The compiled descriptor-loss forces (environment/descriptor_kernels.py) against the numpy path."""
+
+import numba
+import numpy as np
+import pytest
+from manybody_support import EVERY_KIND, random_config, random_loss, small_wall, water_frame
+
+from agents.descriptor_jacobian import descriptor_jacobian
+from agents.descriptors import DescriptorSet, parse_feature, prototype_descriptors
+from agents.pair_wall import PairWall
+from environment.descriptor_kernels import DescriptorForces
+
+#: A reduced prototype set at the production cutoff (radial, then the angular grid on every pair).
+WATER_SET = prototype_descriptors(("O", "H"), rc=4.5, weights=("exp(a=1)", "gauss(s=1)", "pow(n=2)"),
+                                  etas=(0.3, 1.0), zetas=(1, 16))
+
+
+def close(a, b, rtol=1e-10):
+    return np.max(np.abs(a - b)) <= rtol * np.max(np.abs(b))
+
+
+def cases():
+    positions, box, symbols = water_frame()
+    water = (positions, box, symbols, WATER_SET, PairWall({"OO": 1.9, "OH": 0.7, "HH": 1.0}, rc=4.5))
+    positions, symbols = random_config(60, 9.0, np.random.default_rng(20))
+    # a radial cutoff beyond every angular one: the pairs come from the inner neighbours only
+    mixed = DescriptorSet(EVERY_KIND.features + (parse_feature("O:gauss(s=2,rc=4.4)"),))
+    return {"water": water, "random": (positions, 9.0, symbols, mixed, small_wall())}
+
+
+CASES = cases()
+
+
+@pytest.mark.parametrize("case", ["water", "random"])
+@pytest.mark.parametrize("form", ["own", "shared"])
+def test_fast_path_matches_numpy(case, form):
+    positions, box, symbols, descriptors, wall = CASES[case]
+    loss = random_loss(descriptors, form, np.random.default_rng(21), quadratic=range(0, len(descriptors), 3),
+                       wall=wall)
+    fast = DescriptorForces(loss, symbols, box, skin=0.5)
+    H, F = fast(positions)
+    H0, F0 = loss.evaluate(positions, box, symbols)
+    assert close(H, H0) and close(F, F0)
+    assert close(fast.descriptors(positions), descriptor_jacobian(positions, box, symbols, descriptors).phi)
+    moved = positions + np.random.default_rng(22).normal(scale=0.05, size=positions.shape)  # list kept
+    H, F = fast(moved)
+    H0, F0 = loss.evaluate(moved, box, symbols)
+    assert close(H, H0) and close(F, F0)
+    assert fast.neighbors.n_builds == 1
+
+
+def test_thread_counts_agree():
+    positions, box, symbols, descriptors, wall = CASES["water"]
+    loss = random_loss(descriptors, "shared", np.random.default_rng(23), wall=wall)
+    one = DescriptorForces(loss, symbols, box, threads=1)(positions)
+    two = DescriptorForces(loss, symbols, box, threads=min(2, numba.config.NUMBA_NUM_THREADS))(positions)
+    assert close(one[0], two[0], 1e-13) and close(one[1], two[1], 1e-13)
+
+
+def test_atoms_without_a_loss_are_sources_only():
+    positions, box, symbols, descriptors, wall = CASES["random"]
+    loss = random_loss(descriptors, "shared", np.random.default_rng(24))
+    del loss.A["H"], loss.B["H"]
+    H, F = DescriptorForces(loss, symbols, box)(positions)
+    H0, F0 = loss.evaluate(positions, box, symbols)
+    assert close(H, H0) and close(F, F0) and np.all(H[np.array(symbols) == "H"] == 0)
+
+
+def test_box_must_hold_the_cutoffs():
+    positions, box, symbols, descriptors, _ = CASES["random"]
+    loss = random_loss(descriptors, "own", np.random.default_rng(25))
+    with pytest.raises(ValueError, match="exceeds half the box"):
+        DescriptorForces(loss, symbols, 7.0)
+    loss.wall = PairWall({"OO": 1.0}, rc=4.6)
+    with pytest.raises(ValueError, match="wall rc = 4.6 angstrom exceeds half the box"):
+        DescriptorForces(loss, symbols, box)
