@@ -23,7 +23,7 @@ import numpy as np
 import scipy.sparse
 
 from agents.descriptors import DescriptorSet
-from environment.space import minimum_image
+from agents.geometry import minimum_image
 
 
 def agent_descriptors(k: int, positions, box: float, symbols, descriptors: DescriptorSet):

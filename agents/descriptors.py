@@ -18,7 +18,7 @@ A :class:`Feature` is one invariant applied to its source species (``O:gauss(s=2
 features (index p), the vector phi(k) of length P that a loss (4.5) reads.  Every name parses back
 (:func:`parse_feature`) and a set round-trips through plain JSON (:meth:`DescriptorSet.to_dict`).
 
-The cutoff function f_c is the project's quintic switch (:class:`learning.switching.SmoothCutoff`,
+The cutoff function f_c is the project's quintic switch (:class:`agents.cutoff.SmoothCutoff`,
 f_c = 1 up to r_on = max(r_c - 1 A, r_c / 2), then 1 - x^3 (10 - 15 x + 6 x^2) down to 0 at r_c) for
 both kinds, rather than the cosine 0.5 (cos(pi r / r_c) + 1): it is C2 (the cosine's second derivative
 jumps at r_c, so forces would have a kink), it leaves w(r) untouched inside r_on (the radial
@@ -37,8 +37,8 @@ from functools import cached_property
 
 import numpy as np
 
-from learning.switching import DEFAULT_WIDTH, SmoothCutoff
-from learning.weights import WeightFunction, weight_function
+from agents.cutoff import DEFAULT_WIDTH, SmoothCutoff
+from agents.weights import WeightFunction, weight_function
 
 FORMAT = "mld-descriptors/1"
 #: The cutoff function, as recorded in JSON (see the module docstring).
@@ -69,7 +69,7 @@ class CutRadial:
     """Cutoff radial weight w(r) f_c(r): a weight function of eqs (4.2)-(4.4) times the switch.
 
     Attributes:
-        weight: the weight function w (:mod:`learning.weights`).
+        weight: the weight function w (:mod:`agents.weights`).
         rc: cutoff radius r_c, angstrom.
     """
 

@@ -4,7 +4,7 @@ A quadratic loss (4.5) fitted to forces can turn attractive at distances the dat
 two atoms then collapse.  The wall, with sigma_ab just below the closest a-b contact of the training
 frames, is subtracted from the target forces before a fit and added back whenever the loss is used,
 so it changes nothing the data constrain and keeps atoms apart where the data say nothing.  f_c is
-the descriptors' quintic switch (:class:`learning.switching.SmoothCutoff`) at r_c, so the wall is
+the descriptors' quintic switch (:class:`agents.cutoff.SmoothCutoff`) at r_c, so the wall is
 finite-ranged like the descriptors.  It is a symmetric pair potential U = sum_{i<j} V(r_ij):
 its forces obey the third law in both forms of loss.
 
@@ -19,7 +19,7 @@ import numpy as np
 
 from agents.descriptor_jacobian import neighbor_pairs
 from agents.descriptors import species_symbols
-from learning.switching import SmoothCutoff
+from agents.cutoff import SmoothCutoff
 
 #: Default wall height at r = sigma, eV.
 DEFAULT_EPS = 0.1

@@ -40,8 +40,8 @@ from numba import njit, prange
 from agents.descriptor_loss import DescriptorLoss
 from agents.descriptors import DescriptorSet
 from environment.neighbors import NeighborList
-from learning.kernels import EXP, GAUSS, POW_INT, _exp, encode_functions
-from learning.switching import SmoothCutoff
+from environment.kernels import EXP, GAUSS, POW_INT, _exp, encode_functions
+from agents.cutoff import SmoothCutoff
 
 _FLAGS = {"nsz", "contract", "reassoc", "arcp"}
 
@@ -106,7 +106,7 @@ class EncodedDescriptors:
 
 @njit(cache=True, inline="always")
 def _quintic(r, r_c, r_on):
-    """Switch S(r) and S'(r) of :class:`learning.switching.SmoothCutoff`."""
+    """Switch S(r) and S'(r) of :class:`agents.cutoff.SmoothCutoff`."""
     inv_w = 1.0 / (r_c - r_on)
     x = min(max((r - r_on) * inv_w, 0.0), 1.0)
     return 1.0 - x * x * x * (10.0 - 15.0 * x + 6.0 * x * x), -30.0 * x * x * (1.0 - x) * (1.0 - x) * inv_w

@@ -28,12 +28,13 @@ from agents.descriptors import prototype_descriptors
 from agents.pair_wall import PairWall
 from environment.builders import water_box
 from environment.descriptor_kernels import DescriptorForces
-from environment.integrators import kick
-from environment.thermostats import NoseHooverChain, kinetic_temperature
-from environment.units import EV_PER_AMU_A2_FS2
+from agents.dynamics import kick
+from environment.kinetics import kinetic_temperature
+from environment.thermostats import NoseHooverChain
+from agents.units import EV_PER_AMU_A2_FS2
 from experiments.analysis import hoh_angles, nearest_oxygen
-from learning.cp2k import default_data_path, read_trajectory
-from learning.dataset import split_frames
+from learning.cp2k.reader import default_data_path, read_trajectory
+from learning.splits import split_frames
 from learning.descriptor_fit import ORDERS, DescriptorEquations, fit, local_quadratic, trajectory_forces
 
 RIDGES = (0.0,) + tuple(10.0**-k for k in range(14, 7, -1))

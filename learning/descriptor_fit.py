@@ -33,7 +33,7 @@ from agents.descriptor_jacobian import DescriptorJacobian, descriptor_jacobian
 from agents.descriptor_loss import FORMS, DescriptorLoss
 from agents.descriptors import DescriptorSet
 from agents.pair_wall import PairWall
-from environment.units import ACCEL_EV_PER_AMU_A
+from agents.units import ACCEL_EV_PER_AMU_A
 from learning.regression import ORDERS, NormalEquations, design_matrix
 
 #: Default ridge grid (lambda relative to the mean diagonal of X^T X); 0 is plain least squares.

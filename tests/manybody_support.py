@@ -5,7 +5,7 @@ import numpy as np
 from agents.descriptor_loss import DescriptorLoss
 from agents.descriptors import DescriptorSet
 from agents.pair_wall import PairWall
-from learning.cp2k import default_data_path, read_trajectory
+from learning.cp2k.reader import default_data_path, read_trajectory
 
 #: Every kind of descriptor: exp / gauss / integer and non-integer pow radial terms, angular terms with
 #: zeta 1, 2, 4, 16 and lambda +-1 on all three species pairs, and three different cutoffs.

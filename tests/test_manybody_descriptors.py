@@ -8,9 +8,9 @@ from manybody_support import EVERY_KIND, random_config
 
 from agents.descriptor_jacobian import agent_descriptors, descriptor_jacobian
 from agents.descriptors import Angular, CutRadial, DescriptorSet, Feature, parse_feature, prototype_descriptors
-from learning.invariants import InvariantSet, source_index
-from learning.switching import SmoothCutoff
-from learning.weights import Gaussian, paper_weight_functions
+from agents.invariants import InvariantSet, source_index
+from agents.cutoff import SmoothCutoff
+from agents.weights import Gaussian, paper_weight_functions
 
 
 def test_names_parse_back_and_json_round_trips():

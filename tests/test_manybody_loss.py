@@ -7,7 +7,7 @@ from manybody_support import EVERY_KIND, random_config, random_loss, small_wall
 from agents.descriptor_loss import DescriptorLoss
 from agents.pair_wall import PairWall
 from agents.species import CP2K_MASSES
-from environment.integrators import kick
+from agents.dynamics import kick
 
 BOX = 8.0
 
