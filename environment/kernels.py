@@ -322,6 +322,18 @@ def _kernel(X, Y, Z, SX, SY, SZ, rank, box, sink_type, idx, ptr, allpairs, n_spe
                power, order, n_functions, A, B, quadratic, contract, store, H, F, phi_out, dphi_out)
 
 
+#: Non-empty once the stand-alone :func:`_sinks` has been loaded in this process (before any :func:`_kernel`).
+#:
+#: Why: ``_sinks`` is compiled with ``reassoc`` (so its sums vectorize), which lets LLVM choose the order of
+#: the additions.  Numba keeps two machine-code copies of it: its own library, and the copy linked into
+#: ``_kernel``'s library and optimized again there; the two round differently (about 1e-12 relative).  A
+#: ``_kernel`` compiled in this process calls the stand-alone copy (the JIT resolves the symbol to the
+#: first definition it loaded), but a ``_kernel`` loaded from numba's cache used its own copy: the same
+#: run gave other numbers on its first (compiling) and later (cache-loading) runs.  Loading ``_sinks``
+#: first makes every process call the stand-alone copy, cold cache or warm (tests/test_long_runs.py).
+_SINKS_LOADED: list = []
+
+
 def _all_pairs(species, n_species):
     """Index array and (1, S+1) pointers listing every atom grouped by source species."""
     order = np.argsort(species, kind="stable").astype(np.int32)
@@ -385,6 +397,12 @@ def _run(positions, box, species, n_species, sink_type, kinds, params, n_functio
     phi = np.zeros((N, P) if store else (1, P))
     dphi = np.zeros((N, P, 3) if store else (1, P, 3))
     kinds, base, power, order = _plan(kinds, params, n_functions) if plan is None else plan
+    if not _SINKS_LOADED:
+        # Load the stand-alone _sinks into the JIT before _kernel (see _SINKS_LOADED): an empty range of sinks.
+        _sinks(0, 0, sink_order, X, Y, Z, SX, SY, SZ, rank, box, sink_type, idx, ptr, allpairs, n_species,
+               max(max_block, 1), r_c, r_on, kinds, params, base, power, order, n_functions, A, B, quadratic,
+               contract, store, H, F, phi, dphi)
+        _SINKS_LOADED.append(True)
     _kernel(X, Y, Z, SX, SY, SZ, rank, box, sink_type, idx, ptr, allpairs, n_species, max(max_block, 1), r_c, r_on,
             kinds, params, base, power, order, n_functions, A, B, quadratic, contract, store, H, F, phi, dphi,
             max(1, min(N, 8 * numba.get_num_threads())), sink_order)
