@@ -203,6 +203,7 @@ class AgentLosses:
             provenance = data.get("provenance", {})
             if not isinstance(provenance, dict):
                 raise ValueError(f"'provenance' must be an object, got {type(provenance).__name__}")
+            _check_domain_fields(provenance)
             result = cls({loss.species: loss for loss in losses}, provenance)
             if len(result.losses) != len(losses):
                 raise ValueError("two losses for the same species")
@@ -235,6 +236,23 @@ class AgentLosses:
         except (json.JSONDecodeError, RecursionError) as err:
             raise ValueError(f"loss file {path}: not JSON ({err})") from None
         return cls.from_dict(data, f"loss file {path}")
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and np.isfinite(value)
+
+
+def _check_domain_fields(provenance: dict) -> None:
+    """``ValueError`` unless the recorded domain (box_A, cutoff_A, temperature_K) has the right types."""
+    if "box_A" in provenance and not (_number(provenance["box_A"]) and provenance["box_A"] > 0):
+        raise ValueError(f"provenance box_A must be a positive number (angstrom), got {provenance['box_A']!r}")
+    cutoff = provenance.get("cutoff_A")
+    if cutoff is not None and not (_number(cutoff) and cutoff > 0):
+        raise ValueError(f"provenance cutoff_A must be null or a positive number (angstrom), got {cutoff!r}")
+    temperature = provenance.get("temperature_K")
+    if temperature is not None and not (isinstance(temperature, list) and len(temperature) == 2
+                                        and all(_number(t) for t in temperature)):
+        raise ValueError(f"provenance temperature_K must be null or [low, high] in K, got {temperature!r}")
 
 
 def pair_potential_losses(species, functions, coefficients) -> AgentLosses:

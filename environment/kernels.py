@@ -11,7 +11,8 @@ from all atoms (minimum image, the paper's sums; S = 1) or from a :class:`~envir
 (smooth cutoff S of :mod:`agents.cutoff`).
 
 The kernels are numba-compiled (``cache=True``: ~9 s the first time on a machine, then loaded in
-~0.5 s), run in parallel over chunks of sinks, and evaluate exp() with a branch-free polynomial so the
+~0.5 s; compiled or loaded, they give the same bits: see ``_SINKS_LOADED``), run in parallel over
+chunks of sinks (each sink on one thread, so the results do not depend on the number of threads), and evaluate exp() with a branch-free polynomial so the
 inner loops vectorize (SIMD); it agrees with ``numpy.exp`` to ~1 ulp.  Weight functions that are
 integer powers of another (exp(-r/2) = exp(-r/4)^2, gauss(s=2) = gauss(s=4)^4) reuse its exp().
 Results agree with the numpy reference to ~1e-15 relative (summation order differs).  Entry points:

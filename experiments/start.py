@@ -4,7 +4,8 @@ ASE reads that has a cell.
 * a CP2K run: its directory, its input file (``.inp``, also ``.xz``/``.gz``), read by
   :mod:`learning.cp2k.reader` (positions and velocities of one frame);
 * anything else is read with ``ase.io.read``: this program's extended XYZ (``trajectory.xyz``,
-  ``trajectory.xyz.gz``, ``last_good_frame.xyz``: any frame), or any format ASE knows (extxyz, CIF,
+  ``trajectory.xyz.gz``, ``last_good_frame.xyz``: any frame; or the output folder of ``mld simulate``,
+  meaning its trajectory), or any format ASE knows (extxyz, CIF,
   POSCAR, ``.traj``, ...).  The cell must be cubic (orthogonal, equal sides) and periodic.  Velocities
   are taken from the file when it has them (ASE's momenta); otherwise they are drawn from
   Maxwell-Boltzmann at the requested temperature (300 K by default) with the run's seed.
@@ -56,6 +57,10 @@ def read_start(source=None, frame=None, waters=None, temperature_K=None, seed=42
     if waters is not None:
         symbols, positions, velocities, box = water_box(waters, temperature_K=temperature_K or 300.0, seed=seed)
         return Start(list(symbols), positions, velocities, box, f"{waters} waters")
+    if source is not None and Path(source).is_dir():
+        for name in ("trajectory.xyz", "trajectory.xyz.gz"):  # an mld simulate output folder
+            if (Path(source) / name).exists() and not any(Path(source).glob("*.inp*")):
+                return _from_ase(Path(source) / name, frame, temperature_K, seed)
     if source is None or is_cp2k_run(Path(source)):
         return _from_cp2k(source, frame)
     return _from_ase(Path(source), frame, temperature_K, seed)

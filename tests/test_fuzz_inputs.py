@@ -82,7 +82,11 @@ def test_a_damaged_cp2k_run_is_read_up_to_the_damage_or_refused_naming_the_file(
 
 @pytest.fixture(scope="module")
 def loss_text() -> str:
-    return (Path(__file__).resolve().parents[1] / "docs" / "results" / "losses.json").read_text()
+    """The embedded losses, with the domain a new fit records."""
+    document = json.loads((Path(__file__).resolve().parents[1] / "docs" / "results" / "losses.json").read_text())
+    document["provenance"].update(box_A=9.8528, cutoff_A=None, species=["O", "H"], temperature_K=[402.4, 493.3],
+                                  accelerations="forces")
+    return json.dumps(document, indent=1)
 
 
 def json_paths(value, prefix=()):
@@ -98,10 +102,18 @@ def json_paths(value, prefix=()):
 
 
 def check_loss_file(path: Path) -> None:
+    """Loads, or a ValueError naming the file; a loaded loss can be checked against a box."""
     try:
-        AgentLosses.load(path)
+        losses = AgentLosses.load(path)
     except ValueError as err:
         assert str(path) in str(err), str(err)
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            losses.check_domain(9.8528)
+        except ValueError as err:
+            assert "the loss was learned" in str(err), str(err)
 
 
 @FUZZ

@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -95,6 +96,34 @@ def test_sigint_stops_after_the_step_and_the_resumed_run_is_bit_identical(inputs
         assert (out / name).read_bytes() == (reference / name).read_bytes(), name
     resumed = json.loads((out / "summary.json").read_text())
     assert resumed["status"] == "completed" and resumed["resumed_from_step"] == step
+
+
+def test_sigterm_in_process_exits_143_and_resumes_to_the_same_bytes(inputs, reference, tmp_path):
+    out = tmp_path / "run"
+    trajectory = out / "trajectory.xyz"
+
+    def terminate_once_started():
+        end = time.monotonic() + 60
+        while time.monotonic() < end and not (trajectory.exists() and trajectory.stat().st_size > 0):
+            time.sleep(0.002)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    def absorb(signum, frame):  # a late signal (a very slow machine) must not end pytest
+        pass
+
+    previous = signal.signal(signal.SIGTERM, absorb)
+    try:
+        sender = threading.Thread(target=terminate_once_started)
+        sender.start()
+        code = main(run_args(inputs, "--out", str(out)))
+        sender.join()
+        assert signal.getsignal(signal.SIGTERM) is absorb  # the run put back the handler it found
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    summary = json.loads((out / "summary.json").read_text())
+    assert code == 143 and summary["interrupted"]["signal"] == "SIGTERM" and summary["status"] == "interrupted"
+    assert main(["simulate", "--resume", str(out), "--no-progress"]) == 0
+    assert trajectory.read_bytes() == (reference / "trajectory.xyz").read_bytes()
 
 
 def test_sigkill_leaves_readable_files_and_the_checkpoint_resumes(inputs, reference, tmp_path):

@@ -6,6 +6,7 @@ import json
 import signal
 import tempfile
 
+from environment.forces import SERIAL_BELOW_ATOMS
 from environment.integrators import DYNAMICS, THERMOSTATS
 from experiments.cli.options import path_and_frame, positive_float, writable_directory
 from experiments.inputs import load_inputs
@@ -110,7 +111,7 @@ def register(subparsers, common) -> None:
                         "also at an interrupt and at the end)")
     p.add_argument("--compress", action="store_true", help="write trajectory.xyz.gz (gzip) instead of trajectory.xyz")
     p.add_argument("--threads", type=int, default=None,
-                   help="numba threads (default: 1 below 1000 atoms, else all cores; results do not depend on it)")
+                   help=f"numba threads (default: 1 below {SERIAL_BELOW_ATOMS} atoms, else all cores; results do not depend on it)")
     p.add_argument("--min-distance", type=float, default=MIN_DISTANCE,
                    help="stop when two nuclei come closer than this, Å (0: never)")
     p.add_argument("--allow-other-box", action="store_true",

@@ -9,8 +9,11 @@ A run is its input file plus the files CP2K prints beside it::
                         conserved quantity [Ha], used time [s]
 
 Any of them may be ``.gz`` or ``.xz`` compressed.  Frames are matched across files by the step
-index of the comment lines.  A truncated last frame (a killed run) is dropped with a warning;
-anything else malformed is a ``ValueError`` naming the file and line.
+index of the comment lines.  A truncated last frame (a killed run, or a compressed file cut short) is
+dropped with a warning; anything else malformed (bytes that are not text, a broken number, a missing
+field) is a ``ValueError`` naming the file and, where there is one, the line (fuzzed in
+``tests/test_fuzz_inputs.py``).  Without a force file the accelerations are finite differences of the
+velocities (or positions), with a warning, and :attr:`Trajectory.acceleration_source` says which.
 """
 
 from __future__ import annotations
