@@ -12,6 +12,7 @@ saves to plain JSON (species, invariant names, A, B, units, provenance) and back
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -129,6 +130,56 @@ class AgentLosses:
                 raise ValueError(f"{where}: the loss of {s} reads source species {list(sources)} "
                                  f"({self.losses[s].A.size} invariants), the atoms are {present}")
 
+    @property
+    def domain(self) -> dict:
+        """Where the losses were learned, from the provenance: ``box_A`` (cubic box side), ``cutoff_A``
+        (None: minimum-image sums over the whole cell), ``species`` and ``temperature_K`` ([min, max] of
+        the training frames); absent keys are missing (losses learned by an older ``mld``, or made by hand)."""
+        return {key: self.provenance[key] for key in ("box_A", "cutoff_A", "species", "temperature_K")
+                if key in self.provenance}
+
+    def check_domain(self, box: float, cutoff=None, allow_other_box: bool = False, where: str = "losses") -> None:
+        """``ValueError`` when these losses are used where their invariants mean something else.
+
+        A loss learned with minimum-image sums (``cutoff_A`` None) sums over the whole periodic cell of its
+        training box: in a box of another size (or with a cutoff) the same invariants take other values,
+        so only the training box fits.  A loss learned with a cutoff r_c fits any box with r_c <= L/2, used
+        with the same r_c.  ``allow_other_box`` turns the error into a warning (for experts).  Losses that
+        record no box warn when they were learned from data (an older loss file) and pass silently when
+        made by hand (no provenance).
+
+        Args:
+            box: the cubic box side where the losses are used (angstrom).
+            cutoff: the r_c used there (angstrom; None for minimum-image sums).
+        """
+        box = float(box)
+        cutoff = None if cutoff is None else float(cutoff)
+        if "box_A" not in self.provenance:
+            if "data" in self.provenance:
+                warnings.warn(f"{where}: the loss records no training box (learned by an older mld), so it cannot "
+                              f"be checked against the {box:.6g} angstrom box; refit it to record one", stacklevel=3)
+            return
+        trained_box = float(self.provenance["box_A"])
+        trained_cutoff = self.provenance.get("cutoff_A")
+        used = f"a {box:.6g} angstrom box" + ("" if cutoff is None else f" with cutoff {cutoff:.6g} angstrom")
+        if trained_cutoff is None:
+            if cutoff is None and abs(box - trained_box) <= 1e-6 * trained_box:
+                return
+            problem = (f"the loss was learned with minimum-image sums in a {trained_box:.6g} angstrom box and fits "
+                       f"only that box: its invariants sum over the whole periodic cell, so in {used} they mean "
+                       f"something else")
+        else:
+            trained_cutoff = float(trained_cutoff)
+            if cutoff is not None and abs(cutoff - trained_cutoff) <= 1e-9 * trained_cutoff:
+                return
+            problem = (f"the loss was learned with cutoff r_c = {trained_cutoff:.6g} angstrom and fits any box with "
+                       f"r_c <= L/2 at that cutoff, not {used}")
+        if allow_other_box:
+            warnings.warn(f"{where}: {problem} (used anyway: allow_other_box)", stacklevel=3)
+            return
+        raise ValueError(f"{where}: {problem}; learn a loss from a run of this box, or pass --allow-other-box "
+                         "(allow_other_box=True) to use it anyway")
+
     def to_dict(self) -> dict:
         return {
             "format": FORMAT,
@@ -139,10 +190,31 @@ class AgentLosses:
 
     @classmethod
     def from_dict(cls, data: dict, where: str = "loss") -> "AgentLosses":
+        """Losses from :meth:`to_dict`'s data; anything malformed is a ``ValueError`` that starts with ``where``."""
+        if not isinstance(data, dict):
+            raise ValueError(f"{where}: not an agent-loss file (a JSON {type(data).__name__}, expected an object)")
         if data.get("format") != FORMAT:
             raise ValueError(f"{where}: not an agent-loss file (format {data.get('format')!r}, expected {FORMAT!r})")
-        losses = [SpeciesLoss.from_dict(d, where) for d in data["species"]]
-        return cls({loss.species: loss for loss in losses}, data.get("provenance", {}))
+        try:
+            species = data["species"]
+            if not isinstance(species, list) or not species:
+                raise ValueError(f"'species' must be a non-empty list, got {type(species).__name__}")
+            losses = [SpeciesLoss.from_dict(d, where) for d in species]
+            provenance = data.get("provenance", {})
+            if not isinstance(provenance, dict):
+                raise ValueError(f"'provenance' must be an object, got {type(provenance).__name__}")
+            _check_domain_fields(provenance)
+            result = cls({loss.species: loss for loss in losses}, provenance)
+            if len(result.losses) != len(losses):
+                raise ValueError("two losses for the same species")
+            return result
+        except KeyError as missing:
+            raise ValueError(f"{where}: the field {missing} is missing") from None
+        except ValueError as err:
+            message = str(err)
+            raise ValueError(message if message.startswith(where) else f"{where}: {message}") from None
+        except (TypeError, AttributeError, IndexError, OverflowError) as err:
+            raise ValueError(f"{where}: malformed agent-loss file ({type(err).__name__}: {err})") from None
 
     def save(self, path) -> Path:
         """Write plain JSON; floats are written with ``repr`` precision, so ``load`` is bit-exact."""
@@ -154,12 +226,33 @@ class AgentLosses:
     def load(cls, path) -> "AgentLosses":
         path = Path(path)
         try:
-            data = json.loads(path.read_text())
+            data = json.loads(path.read_bytes().decode("utf-8"))
         except FileNotFoundError:
             raise ValueError(f"loss file {path} does not exist") from None
-        except json.JSONDecodeError as err:
+        except IsADirectoryError:
+            raise ValueError(f"loss file {path} is a directory") from None
+        except UnicodeDecodeError as err:
+            raise ValueError(f"loss file {path}: not UTF-8 text (byte {err.start})") from None
+        except (json.JSONDecodeError, RecursionError) as err:
             raise ValueError(f"loss file {path}: not JSON ({err})") from None
-        return cls.from_dict(data, str(path))
+        return cls.from_dict(data, f"loss file {path}")
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and np.isfinite(value)
+
+
+def _check_domain_fields(provenance: dict) -> None:
+    """``ValueError`` unless the recorded domain (box_A, cutoff_A, temperature_K) has the right types."""
+    if "box_A" in provenance and not (_number(provenance["box_A"]) and provenance["box_A"] > 0):
+        raise ValueError(f"provenance box_A must be a positive number (angstrom), got {provenance['box_A']!r}")
+    cutoff = provenance.get("cutoff_A")
+    if cutoff is not None and not (_number(cutoff) and cutoff > 0):
+        raise ValueError(f"provenance cutoff_A must be null or a positive number (angstrom), got {cutoff!r}")
+    temperature = provenance.get("temperature_K")
+    if temperature is not None and not (isinstance(temperature, list) and len(temperature) == 2
+                                        and all(_number(t) for t in temperature)):
+        raise ValueError(f"provenance temperature_K must be null or [low, high] in K, got {temperature!r}")
 
 
 def pair_potential_losses(species, functions, coefficients) -> AgentLosses:

@@ -20,6 +20,15 @@ from environment.kernels import LossForces
 
 ENGINES = ("numba", "numpy")
 
+#: Below this many atoms the default is one thread (the measured crossover, ``docs/threads.md``).
+SERIAL_BELOW_ATOMS = 1000
+
+
+def default_threads(n_atoms: int) -> int:
+    """The default number of threads for ``n_atoms`` atoms: 1 below :data:`SERIAL_BELOW_ATOMS`, else
+    numba's maximum (``NUMBA_NUM_THREADS``, the number of cores unless set)."""
+    return 1 if n_atoms < SERIAL_BELOW_ATOMS else int(numba.config.NUMBA_NUM_THREADS)
+
 
 class ForceEvaluator:
     """Loss values and loss forces of all agents at given positions.
@@ -33,7 +42,8 @@ class ForceEvaluator:
         cutoff: ``None`` (the paper: all pairs, minimum image) or r_c in angstrom (or a
             :class:`agents.cutoff.SmoothCutoff`): sums switched off smoothly towards r_c.
         skin: neighbour-list skin (angstrom), numba engine in cutoff mode.
-        threads: numba threads per call (None: numba's current setting); restored after the call.
+        threads: numba threads per call (None: :func:`default_threads` of the number of atoms, which
+            ``threads`` then holds); restored after the call.
 
     ``H, G = evaluator(positions)``: H (N,) in eV, G (N, 3) in eV/angstrom.
     """
@@ -52,16 +62,17 @@ class ForceEvaluator:
         if self.cutoff is not None:
             self.cutoff.check_box(self.box)
         self.skin = non_negative("skin", skin)
-        self.threads = None if threads is None else min(count("threads", threads), numba.config.NUMBA_NUM_THREADS)
+        threads = default_threads(len(self.symbols)) if threads is None else count("threads", threads)
+        self.threads = min(threads, int(numba.config.NUMBA_NUM_THREADS))
         symbols_array = np.array(self.symbols)
         self.sinks = {s: np.flatnonzero(symbols_array == s) for s in present}
         self.sources = {s: source_index(self.symbols, losses[s].invariants.sources) for s in present}
         self._kernel = LossForces(losses, self.symbols, self.box, self.cutoff, skin) if engine == "numba" else None
 
     def __call__(self, positions):
-        if self.threads is None:
-            return self._evaluate(positions)
         previous = numba.get_num_threads()
+        if previous == self.threads:
+            return self._evaluate(positions)
         numba.set_num_threads(self.threads)
         try:
             return self._evaluate(positions)
@@ -78,6 +89,28 @@ class ForceEvaluator:
             phi, dphi = loss.invariants.compute(positions, self.box, self.sources[s], sinks, cutoff=self.cutoff)
             H[sinks], G[sinks] = loss.evaluate(phi, dphi)
         return H, G
+
+    @property
+    def neighbors(self):
+        """The neighbour list (numba engine in cutoff mode), else None."""
+        return None if self._kernel is None else self._kernel.neighbors
+
+    def state(self) -> dict:
+        """What a checkpoint needs to rebuild the same neighbour list: ``neighbor_reference``, the
+        positions at its last build (the list's pair order, and so the summation order, follows them)."""
+        neighbors = self.neighbors
+        if neighbors is None or neighbors._reference is None:
+            return {}
+        return {"neighbor_reference": neighbors._reference.copy()}
+
+    def restore(self, state: dict) -> None:
+        """Rebuild the neighbour list at the saved reference positions (bit-identical forces)."""
+        neighbors = self.neighbors
+        reference = state.get("neighbor_reference")
+        if neighbors is None or reference is None:
+            return
+        kernel = self._kernel
+        neighbors.build(np.asarray(reference, dtype=np.float64), self.box, kernel.species, len(kernel.species_order))
 
     def agent_invariants(self, k: int, positions):
         """Agent k's invariants from eq. (4.1) directly (the reference path): phi (S, M), dphi (S, M, 3)."""

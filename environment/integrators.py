@@ -38,6 +38,13 @@ class Integrator:
         """Give the model its initial forces for the given positions and velocities."""
         raise NotImplementedError
 
+    def state(self) -> dict:
+        """The integrator's own state beyond the model's arrays (name -> array), for checkpoints."""
+        return {}
+
+    def restore(self, state: dict) -> None:
+        """Set the state saved by :meth:`state`."""
+
     def step(self, model) -> None:
         """Advance every agent by dt at once (the fast path)."""
         raise NotImplementedError
@@ -163,6 +170,16 @@ class VelocityVerlet(Integrator):
             self.thermostat.attach(model.n_dof)
         self.sense(model)
 
+    def state(self) -> dict:
+        """The thermostat's ``eta`` and ``xi`` as ``thermostat_eta``, ``thermostat_xi`` (if any)."""
+        if self.thermostat is None:
+            return {}
+        return {f"thermostat_{name}": value for name, value in self.thermostat.state().items()}
+
+    def restore(self, state: dict) -> None:
+        if self.thermostat is not None:
+            self.thermostat.restore({"eta": state["thermostat_eta"], "xi": state["thermostat_xi"]})
+
     def sense(self, model) -> None:
         """All agents: loss values and (clipped) forces at the current positions."""
         model.sense()
@@ -229,3 +246,15 @@ def make_integrator(dynamics: str, dt: float = 0.5, start_temperature_K: float |
 
 #: The dynamics a user can name (the CLI's ``--mode``), each with its integrator.
 DYNAMICS = {"newtonian": VelocityVerlet, "learning": LearningDynamics}
+
+
+def integrator_from_settings(settings: dict) -> Integrator:
+    """The integrator whose :meth:`Integrator.settings` are ``settings`` (a checkpoint's), state at zero."""
+    mode = settings.get("mode")
+    if mode == "learning":
+        return LearningDynamics(settings["dt_fs"], settings["tau_fs"])
+    if mode == "newtonian":
+        thermostat = settings.get("thermostat")
+        thermostat = None if thermostat is None else NoseHooverChain.from_settings(thermostat)
+        return VelocityVerlet(settings["dt_fs"], thermostat, settings.get("max_force_eV_per_A"))
+    raise ValueError(f"unknown dynamics {mode!r} in the integrator settings (expected one of {list(DYNAMICS)})")

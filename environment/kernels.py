@@ -11,7 +11,8 @@ from all atoms (minimum image, the paper's sums; S = 1) or from a :class:`~envir
 (smooth cutoff S of :mod:`agents.cutoff`).
 
 The kernels are numba-compiled (``cache=True``: ~9 s the first time on a machine, then loaded in
-~0.5 s), run in parallel over chunks of sinks, and evaluate exp() with a branch-free polynomial so the
+~0.5 s; compiled or loaded, they give the same bits: see ``_SINKS_LOADED``), run in parallel over
+chunks of sinks (each sink on one thread, so the results do not depend on the number of threads), and evaluate exp() with a branch-free polynomial so the
 inner loops vectorize (SIMD); it agrees with ``numpy.exp`` to ~1 ulp.  Weight functions that are
 integer powers of another (exp(-r/2) = exp(-r/4)^2, gauss(s=2) = gauss(s=4)^4) reuse its exp().
 Results agree with the numpy reference to ~1e-15 relative (summation order differs).  Entry points:
@@ -322,6 +323,18 @@ def _kernel(X, Y, Z, SX, SY, SZ, rank, box, sink_type, idx, ptr, allpairs, n_spe
                power, order, n_functions, A, B, quadratic, contract, store, H, F, phi_out, dphi_out)
 
 
+#: Non-empty once the stand-alone :func:`_sinks` has been loaded in this process (before any :func:`_kernel`).
+#:
+#: Why: ``_sinks`` is compiled with ``reassoc`` (so its sums vectorize), which lets LLVM choose the order of
+#: the additions.  Numba keeps two machine-code copies of it: its own library, and the copy linked into
+#: ``_kernel``'s library and optimized again there; the two round differently (about 1e-12 relative).  A
+#: ``_kernel`` compiled in this process calls the stand-alone copy (the JIT resolves the symbol to the
+#: first definition it loaded), but a ``_kernel`` loaded from numba's cache used its own copy: the same
+#: run gave other numbers on its first (compiling) and later (cache-loading) runs.  Loading ``_sinks``
+#: first makes every process call the stand-alone copy, cold cache or warm (tests/test_long_runs.py).
+_SINKS_LOADED: list = []
+
+
 def _all_pairs(species, n_species):
     """Index array and (1, S+1) pointers listing every atom grouped by source species."""
     order = np.argsort(species, kind="stable").astype(np.int32)
@@ -385,6 +398,12 @@ def _run(positions, box, species, n_species, sink_type, kinds, params, n_functio
     phi = np.zeros((N, P) if store else (1, P))
     dphi = np.zeros((N, P, 3) if store else (1, P, 3))
     kinds, base, power, order = _plan(kinds, params, n_functions) if plan is None else plan
+    if not _SINKS_LOADED:
+        # Load the stand-alone _sinks into the JIT before _kernel (see _SINKS_LOADED): an empty range of sinks.
+        _sinks(0, 0, sink_order, X, Y, Z, SX, SY, SZ, rank, box, sink_type, idx, ptr, allpairs, n_species,
+               max(max_block, 1), r_c, r_on, kinds, params, base, power, order, n_functions, A, B, quadratic,
+               contract, store, H, F, phi, dphi)
+        _SINKS_LOADED.append(True)
     _kernel(X, Y, Z, SX, SY, SZ, rank, box, sink_type, idx, ptr, allpairs, n_species, max(max_block, 1), r_c, r_on,
             kinds, params, base, power, order, n_functions, A, B, quadratic, contract, store, H, F, phi, dphi,
             max(1, min(N, 8 * numba.get_num_threads())), sink_order)

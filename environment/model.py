@@ -7,11 +7,13 @@ import numpy as np
 from mesa.experimental.continuous_space import ContinuousSpace
 from tqdm import tqdm
 
+from agents.cutoff import as_cutoff
 from agents.geometry import wrap
 from agents.loss import AgentLosses
 from agents.nucleus import NucleusAgent
 from agents.species import species as make_species
 from agents.validation import count, finite_array, positive
+import environment.checkpoint as checkpoint
 from environment.builders import water_box
 from environment.forces import ForceEvaluator
 from environment.integrators import Integrator, VelocityVerlet
@@ -39,8 +41,12 @@ class MolecularModel(mesa.Model):
         collect_velocities: add a ``velocities`` model reporter (an (N, 3) copy each time).
         engine, cutoff, skin, threads: how forces are computed, see
             :class:`environment.forces.ForceEvaluator`.
+        allow_other_box: use losses outside the box (and cutoff) they were learned in; by default that
+            is a ``ValueError`` (see :meth:`agents.loss.AgentLosses.check_domain`).
 
     The fast path is :meth:`step`; :meth:`step_agent` steps one agent at a time (the reference).
+    :meth:`save_checkpoint` and :meth:`load_checkpoint` stop and resume a run bit-for-bit
+    (:mod:`environment.checkpoint`).
 
     Arrays, row i for ``agent_list[i]`` (Mesa's ``space.active_agents`` order): ``positions`` (Mesa's
     space array), ``velocities`` (angstrom/fs), ``forces`` F that move the agents (eV/angstrom: the
@@ -66,6 +72,7 @@ class MolecularModel(mesa.Model):
         cutoff=None,
         skin: float = 1.0,
         threads: int | None = None,
+        allow_other_box: bool = False,
     ):
         super().__init__(seed=seed)
         self.symbols = [str(s) for s in symbols]
@@ -79,9 +86,14 @@ class MolecularModel(mesa.Model):
         if not isinstance(self.integrator, Integrator):
             raise ValueError(f"integrator must be an environment.integrators.Integrator, got {integrator!r}")
         self.collect_every = count("collect_every", collect_every)
+        self.collect_agents = bool(collect_agents)
+        self.collect_positions = bool(collect_positions)
         masses = masses or {}
         self.species = {s: make_species(s, masses.get(s)) for s in dict.fromkeys(self.symbols)}
         self.losses = losses
+        self.allow_other_box = bool(allow_other_box)
+        r_c = as_cutoff(cutoff)
+        losses.check_domain(self.box, None if r_c is None else r_c.r_c, self.allow_other_box, "losses")
         self._force_options = {"engine": engine, "cutoff": cutoff, "skin": skin, "threads": threads}
         self.evaluator = ForceEvaluator(losses, self.symbols, self.box, **self._force_options)
 
@@ -175,6 +187,19 @@ class MolecularModel(mesa.Model):
             "positions": self.positions.copy(), "velocities": self.velocities.copy(),
             "forces": self.forces.copy(), "losses": self.loss_values.copy(),
         }
+
+    def save_checkpoint(self, path, extra: dict | None = None):
+        """Write everything needed to continue this run bit-for-bit to ``path`` (one ``.npz``, replaced
+        atomically); ``extra``: the caller's own settings (plain JSON data), given back on loading.
+        See :mod:`environment.checkpoint` for the format."""
+        return checkpoint.save_checkpoint(self, path, extra)
+
+    @classmethod
+    def load_checkpoint(cls, path, threads: int | None = None) -> "MolecularModel":
+        """The model saved by :meth:`save_checkpoint`, ready to continue (``threads``: as in
+        :class:`environment.forces.ForceEvaluator`; results do not depend on it).  The caller's
+        ``extra`` settings are in the model's ``checkpoint_extra``."""
+        return checkpoint.load_checkpoint(cls, path, threads)
 
     # -- physics -----------------------------------------------------------------------------
     def sense(self) -> None:

@@ -39,7 +39,25 @@ class NoseHooverChain:
     def settings(self) -> dict:
         """The thermostat's parameters as plain data."""
         return {"kind": "nose-hoover-chain", "temperature_K": self.temperature_K, "tdamp_fs": self.tdamp_fs,
-                "chain_length": self.chain_length}
+                "chain_length": self.chain_length, "substeps": self.substeps}
+
+    @classmethod
+    def from_settings(cls, settings: dict) -> NoseHooverChain:
+        """The thermostat of :meth:`settings` (its state starts at zero: see :meth:`restore`)."""
+        return cls(settings["temperature_K"], settings["tdamp_fs"], settings["chain_length"],
+                   settings.get("substeps", 1))
+
+    def state(self) -> dict:
+        """The chain's positions ``eta`` and velocities ``xi`` (copies), for checkpoints."""
+        return {"eta": self.eta.copy(), "xi": self.xi.copy()}
+
+    def restore(self, state: dict) -> None:
+        """Set ``eta`` and ``xi`` from :meth:`state` (bit-exact)."""
+        for name in ("eta", "xi"):
+            value = np.asarray(state[name], dtype=float)
+            if value.shape != (self.chain_length,):
+                raise ValueError(f"thermostat {name} has shape {value.shape}, expected ({self.chain_length},)")
+            getattr(self, name)[:] = value
 
     @property
     def kT(self) -> float:

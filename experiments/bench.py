@@ -65,12 +65,23 @@ def bench_size(n_waters: int, steps: int, mode: str = "minimum-image", cutoff: f
     }
 
 
+def _threading_layer() -> str:
+    import numba
+
+    try:
+        return numba.threading_layer()
+    except ValueError:  # no parallel region has run yet
+        return numba.config.THREADING_LAYER
+
+
 def machine() -> dict:
     import numba
 
     return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
             "python": platform.python_version(), "cpus": os.cpu_count(), "numpy": np.__version__,
-            "numba": numba.__version__, "numba_threads": numba.get_num_threads()}
+            "numba": numba.__version__, "numba_max_threads": numba.config.NUMBA_NUM_THREADS,
+            "threading_layer": _threading_layer(), "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+            "load_average": os.getloadavg()}
 
 
 def run_benchmark(sizes, modes, steps: int = 1000, cutoff: float = 6.0, engine: str = "numba",
@@ -99,10 +110,12 @@ def run_benchmark(sizes, modes, steps: int = 1000, cutoff: float = 6.0, engine: 
                 continue
             row = bench_size(n, steps, mode, cutoff, engine, threads=threads)
             results.append(row)
-            print(f"{n} waters, {mode}: {row['seconds_per_1000_steps']:.3g} s per 1000 steps, "
-                  f"{row['ns_per_atom_step']:.0f} ns per atom-step", file=sys.stderr)
+            print(f"{n} waters, {mode}, {row['threads']} thread{'s' if row['threads'] > 1 else ''}: "
+                  f"{row['seconds_per_1000_steps']:.3g} s per 1000 steps, {row['ns_per_atom_step']:.0f} ns per atom-step",
+                  file=sys.stderr)
     return {
         "benchmark": "Newtonian NVT (velocity Verlet + Nose-Hoover), quadratic loss, 7 weight functions per species",
+        "threads": "each row's `threads` is the number used (default: environment.forces.default_threads)",
         "machine": machine(), "cutoff_A": cutoff, "results": results, "skipped": skipped,
         "peak_rss_note": "process peak resident memory so far; sizes run in ascending order",
         "paper": {"waters": 128, "seconds_per_1000_steps": 20.0, "machine": "AMD Ryzen 9 7950X (16 cores)"},

@@ -10,7 +10,6 @@ Units: angstrom, fs, amu, eV, K.
 
 from __future__ import annotations
 
-import re
 import sys
 from collections import Counter
 from dataclasses import dataclass
@@ -18,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from ase import io as ase_io
+from ase.units import fs as ase_fs
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
@@ -173,24 +174,14 @@ def read_any_trajectory(path, dt_fs: float | None = None) -> TrajectoryData:
     if path.is_dir() or path.name.endswith(tuple(".inp" + suffix for suffix in COMPRESSED)):
         data = from_cp2k(read_trajectory(path))
     else:
-        try:
-            from ase import io as ase_io  # noqa: PLC0415  (ASE is optional)
-        except ImportError:
-            if path.suffix not in (".xyz", ".extxyz"):
-                raise ValueError(f"{path}: reading this format needs ASE (pip install ase); without it only "
-                                 "the project's extended XYZ is read") from None
-            data = _assemble(path, _read_extxyz(path), "extxyz")
-        else:
-            data = _assemble(path, _read_ase(path, ase_io), "ase")
+        data = _assemble(path, _read_ase(path), "ase")
     if dt_fs is not None:
         data.times = np.arange(data.n_frames) * float(dt_fs)
     return data
 
 
-def _read_ase(path: Path, ase_io) -> dict:
+def _read_ase(path: Path) -> dict:
     """Per-frame arrays of an ASE-readable file (see :func:`_assemble`)."""
-    from ase.units import fs as ase_fs  # noqa: PLC0415
-
     try:
         frames = ase_io.read(path, index=":")
     except Exception as err:  # ASE raises many kinds for unreadable files
@@ -211,51 +202,6 @@ def _read_ase(path: Path, ase_io) -> dict:
         "times": [atoms.info.get("time_fs") for atoms in frames],
         "potential": potential,
         "masses": first.get_masses() if first.has("masses") else None,
-    }
-
-
-_KEY_VALUE = re.compile(r'(\w+)=("[^"]*"|\S+)')
-
-
-def _read_extxyz(path: Path) -> dict:
-    """Per-frame arrays of an extended XYZ file as :mod:`experiments.extxyz` writes it (without ASE)."""
-    lines = path.read_text().splitlines()
-    frames, at = [], 0
-    while at < len(lines) and lines[at].strip():
-        try:
-            n = int(lines[at])
-        except ValueError:
-            raise ValueError(f"{path}, line {at + 1}: expected an atom count, found {lines[at]!r}") from None
-        if at + 2 + n > len(lines):
-            raise ValueError(f"{path}, line {at + 1}: the frame of {n} atoms is incomplete")
-        info = {key: value.strip('"') for key, value in _KEY_VALUE.findall(lines[at + 1])}
-        frames.append((at + 2, info, [line.split() for line in lines[at + 2 : at + 2 + n]]))
-        at += n + 2
-    if not frames:
-        raise ValueError(f"{path}: no frame")
-    properties = frames[0][1].get("Properties", "species:S:1:pos:R:3").split(":")
-    columns, start = {}, 0
-    for name, count in zip(properties[::3], properties[2::3]):
-        columns[name] = slice(start, start + int(count))
-        start += int(count)
-
-    def block(name):
-        try:
-            return [np.array([row[columns[name]] for row in rows], dtype=float) for _, _, rows in frames]
-        except (ValueError, IndexError) as err:
-            raise ValueError(f"{path}: cannot read the {name} column ({err})") from None
-
-    for line, info, _ in frames:
-        if "Lattice" not in info:
-            raise ValueError(f"{path}, line {line}: the frame has no Lattice=..., so no cell")
-    return {
-        "symbols": [[row[columns["species"]][0] for row in rows] for _, _, rows in frames],
-        "positions": block("pos"),
-        "velocities": block("vel") if "vel" in columns else None,
-        "cells": [np.array(info["Lattice"].split(), dtype=float).reshape(3, 3) for _, info, _ in frames],
-        "times": [float(info["time_fs"]) if "time_fs" in info else None for _, info, _ in frames],
-        "potential": [float(info["energy"]) if "energy" in info else None for _, info, _ in frames],
-        "masses": None,
     }
 
 

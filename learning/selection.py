@@ -13,6 +13,7 @@ import time
 import numpy as np
 from tqdm import tqdm
 
+from environment.kinetics import kinetic_temperature
 from learning.splits import split_frames
 from agents.loss import AgentLosses
 from learning.regression import ORDERS, SpeciesData
@@ -118,7 +119,11 @@ def fit_losses(trajectory, invariants="auto", order="quadratic", ridge=DEFAULT_R
 
 
 def _provenance(trajectory, splits, order, ridge, metrics, **extra) -> dict:
-    """How a set of losses was learned: data, steps of each split, order, ridge, metrics."""
+    """How a set of losses was learned: data, steps of each split, order, ridge, metrics, and the domain
+    where it applies: ``box_A`` (cubic box side), ``cutoff_A`` (None: minimum-image sums, the only kind
+    fitted here), ``species``, ``temperature_K`` ([min, max] over the training frames) and
+    ``accelerations`` (the fit's targets: ``'forces'`` or finite differences; see
+    :attr:`learning.cp2k.reader.Trajectory.acceleration_source`)."""
     from learning import __version__
 
     return {
@@ -127,5 +132,19 @@ def _provenance(trajectory, splits, order, ridge, metrics, **extra) -> dict:
         "splits": {name: [int(trajectory.steps[idx[0]]), int(trajectory.steps[idx[-1]])]
                    for name, idx in splits.items() if len(idx)},
         "order": order, "ridge": ridge, "metrics": metrics, "mld_version": __version__,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S"), **extra,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "box_A": float(trajectory.box), "cutoff_A": None, "species": list(dict.fromkeys(trajectory.symbols)),
+        "temperature_K": _temperature_range(trajectory, splits.get("train")),
+        "accelerations": getattr(trajectory, "acceleration_source", "forces"),
+        **extra,
     }
+
+
+def _temperature_range(trajectory, frames) -> list[float] | None:
+    """[min, max] temperature (K) of ``frames`` (all if None): CP2K's, else the kinetic temperature."""
+    frames = np.arange(len(trajectory)) if frames is None or not len(frames) else np.asarray(frames)
+    temperature = np.asarray(trajectory.temperature, dtype=float)[frames]
+    if not np.all(np.isfinite(temperature)) and trajectory.velocities is not None:
+        temperature = np.array([kinetic_temperature(trajectory.velocities[f], trajectory.masses) for f in frames])
+    finite = temperature[np.isfinite(temperature)]
+    return [float(finite.min()), float(finite.max())] if len(finite) else None

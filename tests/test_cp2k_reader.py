@@ -65,9 +65,10 @@ def test_slicing_keeps_every_per_frame_array():
 def test_finite_difference_accelerations_without_forces(tmp_path, embedded_run_dir):
     for name in ("h2o-32.inp", "h2o-32-pos-1.xyz", "h2o-32-vel-1.xyz"):
         shutil.copy(embedded_run_dir / name, tmp_path / name)
-    run = read_trajectory(tmp_path / "h2o-32.inp")
+    with pytest.warns(UserWarning, match="finite differences of velocities"):
+        run = read_trajectory(tmp_path / "h2o-32.inp")
     exact = read_trajectory(embedded_run_dir)
-    assert run.forces is None
+    assert run.forces is None and run.acceleration_source == "finite differences of velocities"
     inner = slice(1, -1)  # central differences inside, one-sided at the ends
     error = np.mean((run.accelerations[inner] - exact.accelerations[inner]) ** 2)
     assert np.sqrt(error / np.mean(exact.accelerations**2)) < 0.05

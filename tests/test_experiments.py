@@ -74,7 +74,7 @@ def test_simulate_writes_an_extended_xyz_trajectory(reproduced, small_run, tmp_p
     summary = json.loads((out / "summary.json").read_text())
     assert summary["start"].endswith("frame 50") and "blew_up" not in summary
     header = (out / "trajectory.xyz").read_text().splitlines()[1]
-    assert 'Lattice="9.8528 0 0 0 9.8528 0 0 0 9.8528"' in header and "vel:R:3" in header
+    assert 'Lattice="9.8528 0 0 0 9.8528 0 0 0 9.8528"' in header and "masses:R:1:momenta:R:3" in header
 
 
 def test_simulate_learning_mode(reproduced, small_run, tmp_path):

@@ -1,7 +1,6 @@
 """The analysis layer on constructed systems with known answers, on the embedded CP2K run, and end to end."""
 
 import json
-import sys
 
 import numpy as np
 import pandas as pd
@@ -296,22 +295,19 @@ def test_ase_round_trip_with_velocities_energies_and_times(tmp_path):
         read_any_trajectory(tmp_path / "nocell.xyz")
 
 
-def test_own_extxyz_reads_the_same_without_ase(tmp_path, monkeypatch):
+def test_own_extxyz_reads_back_positions_velocities_times_and_masses(tmp_path):
     rng = np.random.default_rng(9)
     symbols, positions, box = _rigid_waters(3, rng, cells=2)
     velocities = rng.normal(0, 0.01, positions.shape)
     path = tmp_path / "own.xyz"
     for f in range(3):
         write_frame(path, symbols, positions[f], box, velocities[f], append=f > 0, step=2 * f, time_fs=1.0 * f)
-    with_ase = read_any_trajectory(path)
-    monkeypatch.setitem(sys.modules, "ase", None)  # as if ASE were not installed
-    without = read_any_trajectory(path)
-    assert without.kind == "extxyz" and without.symbols == symbols and without.box == box
-    for data in (with_ase, without):
-        np.testing.assert_allclose(data.positions, positions, atol=1e-9)
-        np.testing.assert_allclose(data.velocities, velocities, atol=1e-9)
-        np.testing.assert_allclose(data.times, [0.0, 1.0, 2.0])
-        np.testing.assert_allclose(data.masses, [MASSES[s] for s in symbols])
+    data = read_any_trajectory(path)
+    assert data.kind == "ase" and data.symbols == symbols and data.box == box
+    np.testing.assert_allclose(data.positions, positions, atol=1e-9)
+    np.testing.assert_allclose(data.velocities, velocities, atol=1e-9)
+    np.testing.assert_allclose(data.times, [0.0, 1.0, 2.0])
+    np.testing.assert_allclose(data.masses, [MASSES[s] for s in symbols])
     path.write_text(path.read_text().replace("Lattice=", "Cell="))
     with pytest.raises(ValueError, match="no cell"):
         read_any_trajectory(path)

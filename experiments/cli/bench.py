@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from environment.forces import SERIAL_BELOW_ATOMS
 from experiments.bench import run_benchmark
 
 
@@ -21,5 +22,6 @@ def register(subparsers, common) -> None:
     p.add_argument("--modes", default="minimum-image", help="comma-separated: minimum-image, cutoff")
     p.add_argument("--cutoff", type=float, default=6.0, help="cutoff radius (angstrom) of the cutoff mode")
     p.add_argument("--engine", choices=["numba", "numpy"], default="numba")
-    p.add_argument("--threads", type=int, default=None, help="numba threads (default: all cores)")
+    p.add_argument("--threads", type=int, default=None,
+                   help=f"numba threads (default: 1 below {SERIAL_BELOW_ATOMS} atoms, else all cores; each row says how many it used)")
     p.set_defaults(func=_bench)

@@ -4,6 +4,7 @@ data (a CP2K run, the native path, or any trajectory with forces that ASE reads)
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 from agents.loss import AgentLosses
@@ -42,10 +43,30 @@ def _select(args) -> int:
     return 0
 
 
+def evaluation_warnings(losses: AgentLosses, trajectory, rmse: dict) -> list[str]:
+    """Why a score cannot be trusted: a relative RMSE above 1 (worse than predicting zero force), and a
+    loss used outside the box it was learned in."""
+    notes = []
+    box = losses.domain.get("box_A")
+    other_box = box is not None and abs(float(box) - trajectory.box) > 1e-6 * float(box)
+    where = (f"; the loss was learned in a {float(box):.6g} angstrom box, this run's box is {trajectory.box:.6g} "
+             "angstrom, where its invariants mean something else") if other_box else ""
+    for s, value in rmse.items():
+        if value > 1:
+            notes.append(f"the relative RMSE of {s} is {value:.4g} (> 1: worse than predicting zero force){where}")
+    if other_box and not notes:
+        notes.append(where[2:])
+    return notes
+
+
 def _evaluate(args) -> int:
     losses = AgentLosses.load(args.loss)
-    scores = evaluate_losses(losses, read_labelled(args.data, args.dt))
-    print(json.dumps({"data": str(args.data), "relative_rmse": scores}, indent=1))
+    trajectory = read_labelled(args.data, args.dt)
+    rmse = evaluate_losses(losses, trajectory)
+    notes = evaluation_warnings(losses, trajectory, rmse)
+    for note in notes:
+        warnings.warn(note, stacklevel=1)
+    print(json.dumps({"data": str(args.data), "relative_rmse": rmse, "warnings": notes}, indent=1))
     return 0
 
 

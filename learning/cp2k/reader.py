@@ -9,8 +9,11 @@ A run is its input file plus the files CP2K prints beside it::
                         conserved quantity [Ha], used time [s]
 
 Any of them may be ``.gz`` or ``.xz`` compressed.  Frames are matched across files by the step
-index of the comment lines.  A truncated last frame (a killed run) is dropped with a warning;
-anything else malformed is a ``ValueError`` naming the file and line.
+index of the comment lines.  A truncated last frame (a killed run, or a compressed file cut short) is
+dropped with a warning; anything else malformed (bytes that are not text, a broken number, a missing
+field) is a ``ValueError`` naming the file and, where there is one, the line (fuzzed in
+``tests/test_fuzz_inputs.py``).  Without a force file the accelerations are finite differences of the
+velocities (or positions), with a warning, and :attr:`Trajectory.acceleration_source` says which.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import gzip
 import lzma
 import re
 import warnings
+import zlib
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -49,6 +53,41 @@ def open_text(path: Path):
     return path.open("r")
 
 
+def read_lines(path: Path) -> list[str]:
+    """The lines of :func:`read_text`."""
+    return read_text(path).splitlines()
+
+
+def read_text(path: Path) -> str:
+    """A text file (``.xz``/``.gz`` decompressed); ``ValueError`` naming the file if it is not text.  A compressed stream that ends early (a file cut while being written) is read up to its
+    end with a warning, so that the complete frames in it survive."""
+    path = Path(path)
+    opener = {".xz": lzma.open, ".gz": gzip.open}.get(path.suffix)
+    try:
+        if opener is None:
+            raw = path.read_bytes()
+        else:
+            chunks = []
+            with opener(path, "rb") as handle:
+                try:
+                    while chunk := handle.read(1 << 20):
+                        chunks.append(chunk)
+                except (EOFError, lzma.LZMAError, gzip.BadGzipFile, zlib.error) as err:
+                    if not chunks:
+                        raise
+                    warnings.warn(f"{path}: the compressed stream is damaged or cut short ({err}); "
+                                  "reading what it holds", stacklevel=3)
+            raw = b"".join(chunks)
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = raw[: err.start].count(b"\n") + 1
+        raise ValueError(f"{path}, line {line}: not text (byte {raw[err.start]:#04x} at offset {err.start})") from None
+    except (EOFError, lzma.LZMAError, gzip.BadGzipFile, zlib.error) as err:
+        raise ValueError(f"{path}: not a readable {path.suffix} file ({err})") from None
+    except IsADirectoryError:
+        raise ValueError(f"{path} is a directory, expected a file") from None
+
+
 def find_file(directory: Path, name: str) -> Path | None:
     """``directory/name`` or its compressed ``.xz``/``.gz`` copy, if any exists."""
     for suffix in COMPRESSED:
@@ -74,37 +113,36 @@ def read_input(path) -> RunSettings:
     path = Path(path)
     sections: list[str] = []
     project, timestep, abc, vectors, elements, kind = None, None, None, {}, {}, None
-    with open_text(path) as handle:
-        for number, raw in enumerate(handle, 1):
-            line = raw.split("!")[0].split("#")[0].strip()
-            if not line:
-                continue
-            words = line.split()
-            key = words[0].upper()
-            if key.startswith("&END"):
-                sections = sections[:-1]
-                kind = None
-                continue
-            if key.startswith("&"):
-                sections.append(key[1:])
-                if key == "&KIND" and len(words) > 1:
-                    kind = words[1]
-                    elements.setdefault(kind, re.sub(r"[^A-Za-z].*$", "", kind).capitalize())
-                continue
-            where = sections[-1] if sections else ""
-            try:
-                if where == "GLOBAL" and key in ("PROJECT", "PROJECT_NAME"):
-                    project = words[1]
-                elif where == "MD" and key == "TIMESTEP":
-                    timestep = float(words[-1])
-                elif where == "CELL" and key == "ABC":
-                    abc = _lengths(words[1:])
-                elif where == "CELL" and key in ("A", "B", "C"):
-                    vectors[key] = _lengths(words[1:])
-                elif where == "KIND" and key == "ELEMENT" and kind is not None:
-                    elements[kind] = words[1].capitalize()
-            except (ValueError, IndexError) as err:
-                raise ValueError(f"{path}, line {number}: cannot read {line!r} ({err})") from None
+    for number, raw in enumerate(read_lines(path), 1):
+        line = raw.split("!")[0].split("#")[0].strip()
+        if not line:
+            continue
+        words = line.split()
+        key = words[0].upper()
+        if key.startswith("&END"):
+            sections = sections[:-1]
+            kind = None
+            continue
+        if key.startswith("&"):
+            sections.append(key[1:])
+            if key == "&KIND" and len(words) > 1:
+                kind = words[1]
+                elements.setdefault(kind, re.sub(r"[^A-Za-z].*$", "", kind).capitalize())
+            continue
+        where = sections[-1] if sections else ""
+        try:
+            if where == "GLOBAL" and key in ("PROJECT", "PROJECT_NAME"):
+                project = words[1]
+            elif where == "MD" and key == "TIMESTEP":
+                timestep = float(words[-1])
+            elif where == "CELL" and key == "ABC":
+                abc = _lengths(words[1:])
+            elif where == "CELL" and key in ("A", "B", "C"):
+                vectors[key] = _lengths(words[1:])
+            elif where == "KIND" and key == "ELEMENT" and kind is not None:
+                elements[kind] = words[1].capitalize()
+        except (ValueError, IndexError) as err:
+            raise ValueError(f"{path}, line {number}: cannot read {line!r} ({err})") from None
     if project is None:
         raise ValueError(f"{path}: no PROJECT in &GLOBAL")
     if abc is None and len(vectors) == 3:
@@ -145,8 +183,7 @@ class XYZFrames:
 def read_xyz(path) -> XYZFrames:
     """All complete frames of a CP2K ``.xyz`` trajectory; a truncated last frame is dropped."""
     path = Path(path)
-    with open_text(path) as handle:
-        lines = handle.read().splitlines()
+    lines = read_lines(path)
     symbols, steps, times, values, starts = None, [], [], [], []
     position = 0
     while position < len(lines):
@@ -157,6 +194,8 @@ def read_xyz(path) -> XYZFrames:
         start = position + 1
         try:
             n = int(header)
+            if n < 1:
+                raise ValueError
         except ValueError:
             raise ValueError(f"{path}, line {start}: expected an atom count, found {header!r}") from None
         if position + 2 + n > len(lines):
@@ -167,6 +206,10 @@ def read_xyz(path) -> XYZFrames:
         if step is None:
             raise ValueError(f"{path}, line {start + 1}: no step index 'i = N' in {comment.strip()!r}")
         time = _TIME.search(comment)
+        try:
+            time = float(time.group(1)) if time else np.nan
+        except ValueError:
+            raise ValueError(f"{path}, line {start + 1}: cannot read the time in {comment.strip()!r}") from None
         frame_symbols, frame = [], np.empty((n, 3))
         for row in range(n):
             number = position + 3 + row
@@ -189,7 +232,7 @@ def read_xyz(path) -> XYZFrames:
             elif frame_symbols != symbols:
                 raise ValueError(f"{path}, line {start}: the atoms (count or order) differ from the first frame")
             steps.append(int(step.group(1)))
-            times.append(float(time.group(1)) if time else np.nan)
+            times.append(time)
             values.append(frame)
             starts.append(start)
             position += 2 + n
@@ -223,20 +266,22 @@ def read_energies(path) -> dict[int, np.ndarray]:
     """Rows of a CP2K ``.ener`` file by step: time, kinetic, temperature, potential, conserved, used time."""
     path = Path(path)
     rows = {}
-    with open_text(path) as handle:
-        for number, line in enumerate(handle, 1):
-            if not line.strip() or line.lstrip().startswith("#"):
+    text = read_text(path)
+    lines = text.splitlines()
+    ends_with_newline = not text or text.endswith("\n")
+    for number, line in enumerate(lines, 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        words = line.split()
+        try:
+            if len(words) != 7:
+                raise ValueError
+            rows[int(words[0])] = np.array([float(w) for w in words[1:]])
+        except ValueError:
+            if number > 1 and number == len(lines) and not ends_with_newline:
+                warnings.warn(f"{path}: the incomplete last line {number} was dropped", stacklevel=3)
                 continue
-            words = line.split()
-            try:
-                if len(words) != 7:
-                    raise ValueError
-                rows[int(words[0])] = np.array([float(w) for w in words[1:]])
-            except ValueError:
-                if number > 1 and not line.endswith("\n"):
-                    warnings.warn(f"{path}: the incomplete last line {number} was dropped", stacklevel=3)
-                    continue
-                raise ValueError(f"{path}, line {number}: expected 7 numbers, found {line.strip()!r}") from None
+            raise ValueError(f"{path}, line {number}: expected 7 numbers, found {line.strip()!r}") from None
     return rows
 
 
@@ -254,10 +299,13 @@ class Trajectory:
         positions: (F, N, 3) angstrom.
         velocities: (F, N, 3) angstrom/fs, or None.
         forces: (F, N, 3) eV/angstrom, or None.
-        accelerations: (F, N, 3) angstrom/fs^2: forces / mass, else finite differences.
+        accelerations: (F, N, 3) angstrom/fs^2: forces / mass, else finite differences (with a warning).
         kinetic_energy, potential_energy, conserved: (F,) eV; temperature (F,) K; used_time (F,) s
             (NaN where the ``.ener`` file lacks the step).
         source: where it was read from.
+        acceleration_source: where ``accelerations`` come from: ``'forces'`` (the force file), or
+            ``'finite differences of velocities'`` / ``'finite differences of positions'`` when the
+            force file (and velocity file) is missing.
     """
 
     symbols: list[str]
@@ -276,6 +324,7 @@ class Trajectory:
     temperature: np.ndarray
     used_time: np.ndarray
     source: str
+    acceleration_source: str = "forces"
 
     def __len__(self) -> int:
         return len(self.steps)
@@ -343,7 +392,8 @@ def read_trajectory(path=None) -> Trajectory:
     for frames in files.values():
         steps = np.intersect1d(steps, frames.steps)
     if len(steps) == 0:
-        raise ValueError(f"{directory}: the trajectory files share no step")
+        names = ", ".join(frames.path.name for frames in files.values())
+        raise ValueError(f"{directory}: the trajectory files share no step ({names})")
     for frames in files.values():
         if len(frames.steps) > len(steps):
             warnings.warn(f"{frames.path}: {len(frames.steps) - len(steps)} frames outside steps {steps[0]}-{steps[-1]} "
@@ -352,20 +402,35 @@ def read_trajectory(path=None) -> Trajectory:
 
     symbols = [settings.elements.get(label, re.sub(r"[^A-Za-z].*$", "", label).capitalize())
                for label in files["pos"].symbols]
-    masses = np.array([make_species(s).mass for s in symbols])
+    try:
+        masses = np.array([make_species(s).mass for s in symbols])
+    except ValueError as err:
+        raise ValueError(f"{position_file}: {err}") from None
     positions = files["pos"].values[pick["pos"]]
     times = files["pos"].times[pick["pos"]]
-    dt = float(np.median(np.diff(times))) if len(times) > 1 else (settings.timestep or np.nan)
+    steps_between = np.diff(times)
+    dt = float(np.median(steps_between)) if len(times) > 1 and np.all(np.isfinite(steps_between)) else np.nan
+    if not (np.isfinite(dt) and dt > 0):
+        dt = settings.timestep or np.nan
     velocities = files["vel"].values[pick["vel"]] * VELOCITY_AU_A_PER_FS if "vel" in files else None
     forces = files["frc"].values[pick["frc"]] * FORCE_AU_EV_PER_A if "frc" in files else None
     if forces is not None:
         accelerations = forces / masses[None, :, None] * ACCEL_EV_PER_AMU_A
-    elif velocities is not None and len(steps) > 1:
-        accelerations = _finite_difference(velocities, dt)
-    elif len(steps) > 2:
-        accelerations = _finite_difference(_finite_difference(unwrap(positions, settings.box), dt), dt)
+        acceleration_source = "forces"
     else:
-        raise ValueError(f"{directory}: neither forces, velocities nor enough positions to get accelerations")
+        if not np.isfinite(dt):
+            raise ValueError(f"{position_file}: no force file and no time step (times or TIMESTEP) to take "
+                             "finite differences with")
+        if velocities is not None and len(steps) > 1:
+            accelerations = _finite_difference(velocities, dt)
+            acceleration_source = "finite differences of velocities"
+        elif len(steps) > 2:
+            accelerations = _finite_difference(_finite_difference(unwrap(positions, settings.box), dt), dt)
+            acceleration_source = "finite differences of positions"
+        else:
+            raise ValueError(f"{directory}: neither forces, velocities nor enough positions to get accelerations")
+        warnings.warn(f"{directory}: no {project}-frc-1.xyz, so the accelerations are {acceleration_source} "
+                      f"(less accurate than forces; recorded in a fitted loss's provenance)", stacklevel=2)
 
     energy_file = find_file(directory, f"{project}-1.ener")
     energies = read_energies(energy_file) if energy_file else {}
@@ -375,5 +440,5 @@ def read_trajectory(path=None) -> Trajectory:
         positions=positions, velocities=velocities, forces=forces, accelerations=accelerations,
         kinetic_energy=table[:, 1] * HARTREE_EV, potential_energy=table[:, 3] * HARTREE_EV,
         conserved=table[:, 4] * HARTREE_EV, temperature=table[:, 2], used_time=table[:, 5],
-        source=str(path),
+        source=str(path), acceleration_source=acceleration_source,
     )
