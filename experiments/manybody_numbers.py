@@ -37,8 +37,6 @@ from learning.cp2k.reader import default_data_path, read_trajectory
 from learning.splits import split_frames
 from learning.descriptor_fit import ORDERS, DescriptorEquations, fit, local_quadratic, trajectory_forces
 
-RIDGES = (0.0,) + tuple(10.0**-k for k in range(14, 7, -1))
-
 
 def fits(run, splits, rc, angular_rc, out):
     descriptors = prototype_descriptors(("O", "H"), rc, angular_rc=angular_rc)
@@ -52,7 +50,7 @@ def fits(run, splits, rc, angular_rc, out):
         seconds = time.perf_counter() - started
         megabytes = sum(eq.gram.nbytes for split in equations.equations.values() for eq in split.values()) / 2**20
         for order in ORDERS:
-            result = fit(equations, order, RIDGES)
+            result = fit(equations, order)
             losses[form, order] = result.loss
             result.loss.save(out / f"{form}_{order}.json")
             rows.append({"form": form, "order": order, "ridge": result.ridge, "rmse": result.rmse,
