@@ -27,6 +27,7 @@ import numpy as np
 
 from agents.descriptor_jacobian import DescriptorJacobian, agent_descriptors, descriptor_jacobian, neighbor_pairs
 from agents.descriptors import DescriptorSet
+from agents.json_file import read_json
 from agents.pair_wall import PairWall
 
 FORMS = ("own", "shared")
@@ -76,6 +77,46 @@ class DescriptorLoss:
     def species(self) -> list[str]:
         """The sink species (those with a loss)."""
         return list(self.A)
+
+    def check_species(self, symbols, where: str = "losses") -> None:
+        """``ValueError`` naming ``where`` unless the descriptors read exactly the atoms' species and every
+        species present has a loss."""
+        present = list(dict.fromkeys(str(s) for s in symbols))
+        if set(self.descriptors.species) != set(present):
+            raise ValueError(f"{where}: the descriptors read source species {list(self.descriptors.species)}, "
+                             f"the atoms are {present}")
+        missing = [s for s in present if s not in self.A]
+        if missing:
+            raise ValueError(f"{where}: the losses are for species {self.species}, the atoms are {present}")
+
+    @property
+    def domain(self) -> dict:
+        """Where the loss applies: any cubic box of side >= 2 ``cutoff_A`` (its largest cutoff), the
+        ``species``, and what the provenance records of the training run (``box_A``, ``temperature_K``)."""
+        recorded = {key: self.provenance[key] for key in ("box_A", "temperature_K") if key in self.provenance}
+        return {**recorded, "cutoff_A": self.descriptors.rc_max, "species": self.descriptors.species}
+
+    def check_domain(self, box: float, cutoff=None, allow_other_box: bool = False, where: str = "losses") -> None:
+        """``ValueError`` unless the box is at least twice every cutoff the loss carries.  The loss
+        carries its own cutoffs, so a model ``cutoff`` is refused; ``allow_other_box`` does not apply
+        (the invariants mean the same in every box of side >= 2 r_c)."""
+        if cutoff is not None:
+            raise ValueError(f"{where}: a descriptor loss carries its own cutoffs "
+                             f"(largest {self.descriptors.rc_max:g} angstrom); give no model cutoff")
+        self.descriptors.check_box(box)
+        if self.wall is not None:
+            self.wall.check_box(box)
+
+    def agent_loss(self, k: int, positions, box: float, symbols):
+        """Agent k's loss H_k (eV) and force (3,) eV/angstrom from per-agent descriptors (the
+        reference path; equal to row k of :meth:`evaluate`)."""
+        phi, _ = agent_descriptors(k, positions, box, list(symbols), self.descriptors)
+        H, _ = self.losses(phi[None], [symbols[k]])
+        value = float(H[0])
+        if self.wall is not None:
+            v = self.wall.evaluate(positions, box, symbols)[0][k]
+            value += v if self.form == "own" else 0.5 * v
+        return value, self.agent_force(k, positions, box, symbols)
 
     def losses(self, phi, symbols):
         """Loss values H_i (N,) eV and coefficients c_i = A + B phi(i) (N, P) of every centre (0 without a loss)."""
@@ -163,11 +204,5 @@ class DescriptorLoss:
 
     @classmethod
     def load(cls, path) -> DescriptorLoss:
-        path = Path(path)
-        try:
-            data = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise ValueError(f"loss file {path} does not exist") from None
-        except json.JSONDecodeError as err:
-            raise ValueError(f"loss file {path}: not JSON ({err})") from None
-        return cls.from_dict(data, str(path))
+        """The loss saved at ``path`` (see :func:`agents.loss_file.load_losses` for either kind)."""
+        return cls.from_dict(read_json(path), f"loss file {path}")

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from agents.invariants import InvariantSet
+from agents.json_file import read_json
 
 UNITS = {"length": "angstrom", "energy": "eV", "force": "eV/angstrom", "time": "fs", "mass": "amu"}
 FORMAT = "mld-agent-losses/1"
@@ -105,6 +106,9 @@ class AgentLosses:
 
     losses: dict[str, SpeciesLoss]
     provenance: dict = field(default_factory=dict)
+
+    #: The paper's form: each agent descends its own loss (eq. 4.6); there is no total energy.
+    form = "own"
 
     def __post_init__(self):
         for symbol, loss in self.losses.items():
@@ -224,18 +228,8 @@ class AgentLosses:
 
     @classmethod
     def load(cls, path) -> "AgentLosses":
-        path = Path(path)
-        try:
-            data = json.loads(path.read_bytes().decode("utf-8"))
-        except FileNotFoundError:
-            raise ValueError(f"loss file {path} does not exist") from None
-        except IsADirectoryError:
-            raise ValueError(f"loss file {path} is a directory") from None
-        except UnicodeDecodeError as err:
-            raise ValueError(f"loss file {path}: not UTF-8 text (byte {err.start})") from None
-        except (json.JSONDecodeError, RecursionError) as err:
-            raise ValueError(f"loss file {path}: not JSON ({err})") from None
-        return cls.from_dict(data, f"loss file {path}")
+        """The losses saved at ``path`` (see :func:`agents.loss_file.load_losses` for either kind)."""
+        return cls.from_dict(read_json(path), f"loss file {path}")
 
 
 def _number(value) -> bool:

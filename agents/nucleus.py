@@ -71,13 +71,13 @@ class NucleusAgent(ContinuousSpaceAgent):
         self.invariants = self.model.evaluator.agent_invariants(self.index, self.snapshot)
 
     def loss(self) -> float:
-        """Step 3: the loss H of eq. (4.5) and its negative gradient G of eq. (4.6)."""
-        phi, dphi = self.invariants
-        H, G = self.model.losses[self.species.symbol].evaluate(phi[None], dphi[None])
+        """Step 3: the loss H of eq. (4.5) and the force G it descends by: -dH/dq_k, eq. (4.6), in the
+        own form; in the shared form -dE/dq_k, which also reads the neighbours' invariants."""
         i = self.index
-        self.model.loss_values[i] = H[0]
-        self.model.loss_forces[i] = G[0]
-        return float(H[0])
+        H, G = self.model.evaluator.agent_loss(i, self.invariants, self.snapshot)
+        self.model.loss_values[i] = H
+        self.model.loss_forces[i] = G
+        return H
 
     def update_force(self) -> None:
         """Step 4: the force F that moves it, from its loss force G by the integrator's rule."""

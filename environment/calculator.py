@@ -26,7 +26,9 @@ import numpy as np
 from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
 
 from agents.geometry import wrap
+from agents.descriptor_loss import DescriptorLoss
 from agents.loss import AgentLosses
+from agents.loss_file import load_losses
 from environment.forces import ForceEvaluator
 
 #: Loss forms whose agents all descend one total energy E = sum_k H_k (the calculator reports it).
@@ -68,7 +70,8 @@ class MLDCalculator(Calculator):
     """ASE calculator of learned agent losses.
 
     Args:
-        loss: an :class:`agents.loss.AgentLosses`, or the path of its JSON (from ``mld fit``).
+        loss: an :class:`agents.loss.AgentLosses` or :class:`agents.descriptor_loss.DescriptorLoss`, or the
+            path of its JSON (from ``mld fit``).
         evaluator: builds the evaluator, called as ``evaluator(losses, symbols, box, **options)`` and
             returning a callable ``positions (N, 3) angstrom -> (H (N,) eV, G (N, 3) eV/angstrom)``
             (default :class:`environment.forces.ForceEvaluator`).  For a form with a total energy, G
@@ -90,9 +93,10 @@ class MLDCalculator(Calculator):
     def __init__(self, loss, evaluator=ForceEvaluator, engine: str = "numba", cutoff=None, skin: float = 1.0,
                  threads: int | None = None, **kwargs):
         super().__init__(**kwargs)
-        self.losses = AgentLosses.load(loss) if isinstance(loss, (str, Path)) else loss
-        if not isinstance(self.losses, AgentLosses):
-            raise ValueError(f"loss must be an agents.loss.AgentLosses or the path of its JSON, got {loss!r}")
+        self.losses = load_losses(loss) if isinstance(loss, (str, Path)) else loss
+        if not isinstance(self.losses, (AgentLosses, DescriptorLoss)):
+            raise ValueError(f"loss must be an agents.loss.AgentLosses, an agents.descriptor_loss.DescriptorLoss "
+                             f"or the path of its JSON, got {loss!r}")
         self.form = loss_form(self.losses)
         self.has_energy = self.form in FORMS_WITH_ENERGY
         self.implemented_properties = ["forces", *ENERGY_PROPERTIES] if self.has_energy else ["forces"]

@@ -495,14 +495,13 @@ class DescriptorForces:
         symbols: (N,) species of the atoms (atoms of a species without a loss are sources only).
         box: cubic box side, angstrom (every cutoff <= box / 2).
         skin: neighbour-list skin, angstrom; the list is rebuilt only after an atom moved skin / 2.
-        threads: numba threads per call (default numba's); the work is split into this many chunks.
 
     ``H, F = DescriptorForces(...)(positions)`` equals ``loss.evaluate(positions, box, symbols)``
     (H: own, each agent's loss; shared, its share of E = H.sum()).  The coefficients are copied at
     construction.
     """
 
-    def __init__(self, loss: DescriptorLoss, symbols, box: float, skin: float = 1.0, threads: int | None = None):
+    def __init__(self, loss: DescriptorLoss, symbols, box: float, skin: float = 1.0):
         self.shared = loss.form == "shared"
         self.box = float(box)
         loss.descriptors.check_box(self.box)
@@ -528,11 +527,8 @@ class DescriptorForces:
         self.radius = max(loss.descriptors.rc_max, wall.rc if wall is not None else 0.0)
         self.angular = max((f.function.rc for f in loss.descriptors.features if f.angular), default=0.0)
         self.neighbors = NeighborList(self.radius, skin=skin)
-        self.threads = None if threads is None else max(1, min(int(threads), numba.config.NUMBA_NUM_THREADS))
 
     def _run(self, positions, store: bool):
-        if self.threads is not None:
-            numba.set_num_threads(self.threads)
         positions = np.asarray(positions, dtype=np.float64)
         N = len(positions)
         nl = self.neighbors
@@ -559,6 +555,10 @@ class DescriptorForces:
             out_phi[order] = phi
             return out_H, out_F, out_phi
         return out_H, out_F, None
+
+    def rebuild_neighbors(self, reference) -> None:
+        """Build the neighbour list at ``reference`` positions (a checkpoint's)."""
+        self.neighbors.build(reference, self.box, self.spec, len(self.species))
 
     def __call__(self, positions):
         """H (N,) eV and F (N, 3) eV/angstrom at ``positions`` (N, 3) angstrom."""

@@ -490,6 +490,10 @@ class LossForces:
             self.cutoff.check_box(self.box)
             self.neighbors = NeighborList(self.cutoff.r_c, skin=skin)
 
+    def rebuild_neighbors(self, reference) -> None:
+        """Build the neighbour list at ``reference`` positions (a checkpoint's; cutoff mode)."""
+        self.neighbors.build(reference, self.box, self.species, len(self.species_order))
+
     def __call__(self, positions):
         H, F, _, _ = _run(positions, self.box, self.species, len(self.species_order), self.sink_type,
                           self.kinds, self.params, self.n_functions, self.A, self.B, self.quadratic,

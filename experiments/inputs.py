@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from agents.loss import AgentLosses
+from agents.loss_file import load_losses
 from learning.cp2k.reader import read_trajectory
 from learning.selection import fit_losses
 
@@ -19,6 +20,6 @@ def load_inputs(data=None, loss_path=None, trajectory=None, losses=None, seed=42
     if trajectory is None:
         trajectory = read_trajectory(data)
     if losses is None:
-        losses = AgentLosses.load(loss_path) if loss_path else learn_losses(trajectory, progress=progress)
+        losses = load_losses(loss_path) if loss_path else learn_losses(trajectory, progress=progress)
     losses.check_species(trajectory.symbols, "--loss")
     return trajectory, losses

@@ -27,7 +27,7 @@ import numpy as np
 from agents.descriptors import prototype_descriptors
 from agents.pair_wall import PairWall
 from environment.builders import water_box
-from environment.descriptor_kernels import DescriptorForces
+from environment.forces import ForceEvaluator
 from agents.dynamics import kick
 from environment.kinetics import kinetic_temperature
 from environment.thermostats import NoseHooverChain
@@ -67,7 +67,7 @@ def timings(loss, run):
     rows = []
     for name, (q, side, sym) in systems.items():
         for threads in (1, 2):
-            forces = DescriptorForces(loss, sym, side, threads=min(threads, numba.config.NUMBA_NUM_THREADS))
+            forces = ForceEvaluator(loss, sym, side, threads=min(threads, numba.config.NUMBA_NUM_THREADS))
             forces(q)
             seconds = []
             for _ in range(50):

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from agents.loss import AgentLosses
+from agents.loss_file import load_losses
 from agents.species import species as make_species
 from environment.integrators import make_integrator
 from environment.kinetics import kinetic_temperature
@@ -110,7 +110,7 @@ def simulate(loss_path, source=None, frame=None, waters=None, steps=DEFAULT_STEP
     checkpoint_every = _check_count("--checkpoint-every", checkpoint_every)
     if min_distance is None or not min_distance >= 0:
         raise ValueError(f"--min-distance must be a non-negative distance in angstrom, got {min_distance}")
-    losses = AgentLosses.load(loss_path)
+    losses = load_losses(loss_path)
     start = read_start(source, frame, waters, dynamics.get("temperature_K"), seed)
     losses.check_species(start.symbols, "--loss")
     masses = np.array([make_species(s).mass for s in start.symbols])

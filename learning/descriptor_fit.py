@@ -35,6 +35,8 @@ from agents.descriptors import DescriptorSet
 from agents.pair_wall import PairWall
 from agents.units import ACCEL_EV_PER_AMU_A
 from learning.regression import ORDERS, NormalEquations, design_matrix
+from learning.selection import provenance
+from learning.splits import split_frames
 
 #: Default ridge grid: lambda relative to the mean diagonal of X^T X, 0 (plain least squares) and
 #: 1e-14 ... 1e-4.  On the CP2K water run the validation chose 1e-14 ... 1e-10; 0 fails (the
@@ -246,3 +248,38 @@ def fit(equations: DescriptorEquations, order: str = "quadratic", ridges=RIDGES,
     provenance = {"form": equations.form, "order": order, "ridge": ridge, "relative_rmse": rmse,
                   "quadratic": [equations.descriptors.names[q] for q in equations.quadratic]}
     return DescriptorFit(equations.loss(order, theta, provenance), ridge, rmse, curve)
+
+
+def fit_descriptor_loss(trajectory, descriptors: DescriptorSet, form: str = "shared", order: str = "quadratic",
+                        ridges=RIDGES, wall: bool | None = None, splits=None, progress: bool = False) -> DescriptorLoss:
+    """A descriptor loss learned from a trajectory: equations accumulated on every split, the ridge
+    chosen on validation (:func:`fit`), the provenance recording data, splits, domain and metrics.
+
+    Args:
+        trajectory: a :class:`learning.cp2k.reader.Trajectory` (or any with the same fields).
+        descriptors: the invariants; their largest cutoff must fit the trajectory's box.
+        form: ``'own'`` or ``'shared'``.
+        order: ``'linear'`` or ``'quadratic'`` (B on :func:`local_quadratic`).
+        wall: the repulsive prior (None: on for quadratic losses, sized from the training frames).
+        splits: frame splits (default :func:`learning.splits.split_frames`).
+    """
+    from tqdm import tqdm
+
+    splits = split_frames(len(trajectory)) if splits is None else splits
+    descriptors.check_box(trajectory.box)
+    species = tuple(dict.fromkeys(trajectory.symbols))
+    prior = None
+    if wall if wall is not None else order == "quadratic":
+        prior = PairWall.from_contacts(trajectory.positions[splits["train"]], trajectory.box, trajectory.symbols,
+                                       descriptors.rc_max)
+    equations = DescriptorEquations(descriptors, form, species, local_quadratic(descriptors), prior)
+    forces = trajectory_forces(trajectory)
+    for name, frames in splits.items():
+        for f in tqdm(frames, desc=f"{form} equations, {name}", disable=not progress, leave=False):
+            equations.add(name, trajectory.positions[f], trajectory.box, trajectory.symbols, forces[f])
+    result = fit(equations, order, ridges)
+    metrics = result.rmse.get("test", result.rmse.get("validation"))
+    fit_details = {k: v for k, v in result.loss.provenance.items() if k not in ("order", "ridge")}
+    result.loss.provenance = provenance(trajectory, splits, order, result.ridge, metrics,
+                                        cutoff_A=descriptors.rc_max, **fit_details)
+    return result.loss

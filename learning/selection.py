@@ -94,11 +94,11 @@ def select_and_fit(trajectory, n_keep: int | None = 7, order: str = "quadratic",
                           "condition_number": condition})
             if table_order == order:
                 losses[s], metrics[s] = loss, scores
-    provenance = _provenance(trajectory, splits, order, ridge, metrics, selected=selected, best_size=best_size,
+    record = provenance(trajectory, splits, order, ridge, metrics, selected=selected, best_size=best_size,
                              candidates=[f.name for f in functions],
                              selection="backward elimination on validation RMSE")
     return {"curves": curves, "selected": selected, "best_size": best_size, "table1": table,
-            "losses": AgentLosses(losses, provenance), "wall_time_s": time.perf_counter() - started}
+            "losses": AgentLosses(losses, record), "wall_time_s": time.perf_counter() - started}
 
 
 def fit_losses(trajectory, invariants="auto", order="quadratic", ridge=DEFAULT_RIDGE, n_keep=7, progress=False) -> AgentLosses:
@@ -115,10 +115,10 @@ def fit_losses(trajectory, invariants="auto", order="quadratic", ridge=DEFAULT_R
     for s in species:
         data = SpeciesData(trajectory, s, functions, splits, species, progress)
         losses[s], metrics[s], conditions[s] = data.fit(range(len(functions)), order, ridge)
-    return AgentLosses(losses, _provenance(trajectory, splits, order, ridge, metrics, condition_numbers=conditions))
+    return AgentLosses(losses, provenance(trajectory, splits, order, ridge, metrics, condition_numbers=conditions))
 
 
-def _provenance(trajectory, splits, order, ridge, metrics, **extra) -> dict:
+def provenance(trajectory, splits, order, ridge, metrics, **extra) -> dict:
     """How a set of losses was learned: data, steps of each split, order, ridge, metrics, and the domain
     where it applies: ``box_A`` (cubic box side), ``cutoff_A`` (None: minimum-image sums, the only kind
     fitted here), ``species``, ``temperature_K`` ([min, max] over the training frames) and

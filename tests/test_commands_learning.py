@@ -64,3 +64,33 @@ def test_select_writes_fig2_and_table1(tmp_path, capsys):
     assert (tmp_path / "table1.csv").read_text().count("\n") == 5  # header + O/H x linear/quadratic
     png = next(tmp_path.glob("*.png"))
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+DESCRIPTORS = "O:gauss(s=1,rc=3.5),H:gauss(s=1,rc=3.5),H:exp(a=2,rc=3.5),OH:angle(eta=0.3,zeta=2,lambda=+1,rc=3)"
+
+
+@pytest.mark.parametrize("form", ["own", "shared"])
+def test_fit_a_descriptor_loss_evaluate_and_simulate_it(form, tmp_path, capsys):
+    from agents.descriptor_loss import DescriptorLoss
+    from learning.cp2k.reader import read_trajectory
+    from learning.labelled import write_labelled
+
+    data = write_labelled(read_trajectory().frames(slice(0, None, 16)), tmp_path / "every16.xyz")
+    loss_path = tmp_path / f"{form}.json"
+    code, out, _ = run_cli(capsys, "fit", "--data", str(data), "--form", form, "--invariants", DESCRIPTORS,
+                           "--order", "linear", "--out", str(loss_path), "--no-progress")
+    assert code == 0
+    loss = DescriptorLoss.load(loss_path)
+    assert loss.form == form and ",".join(loss.descriptors.names) == DESCRIPTORS and loss.wall is None
+    assert loss.provenance["cutoff_A"] == 3.5 and loss.provenance["box_A"] == pytest.approx(9.8528)
+    assert all(0 < loss.provenance["metrics"][s] < 1 for s in ("O", "H"))
+    code, out, _ = run_cli(capsys, "evaluate", "--loss", str(loss_path), "--data", str(data))
+    assert code == 0 and all(0 < v < 1 for v in json.loads(out)["relative_rmse"].values())
+    code, out, _ = run_cli(capsys, "simulate", "--loss", str(loss_path), "--from", str(data), "--steps", "10",
+                           "--out", str(tmp_path / "run"), "--no-progress")
+    assert code == 0 and json.loads((tmp_path / "run" / "summary.json").read_text())["status"] == "completed"
+
+
+def test_auto_selection_is_for_the_papers_losses(capsys):
+    code, _, err = run_cli(capsys, "fit", "--form", "shared", "--out", "unused.json", "--no-progress")
+    assert code == 2 and "--invariants auto" in err

@@ -9,6 +9,7 @@ from agents.descriptor_jacobian import descriptor_jacobian
 from agents.descriptors import DescriptorSet, parse_feature, prototype_descriptors
 from agents.pair_wall import PairWall
 from environment.descriptor_kernels import DescriptorForces
+from environment.forces import ForceEvaluator
 
 #: A reduced prototype set at the production cutoff (radial, then the angular grid on every pair).
 WATER_SET = prototype_descriptors(("O", "H"), rc=4.5, weights=("exp(a=1)", "gauss(s=1)", "pow(n=2)"),
@@ -52,8 +53,8 @@ def test_fast_path_matches_numpy(case, form):
 def test_thread_counts_agree():
     positions, box, symbols, descriptors, wall = CASES["water"]
     loss = random_loss(descriptors, "shared", np.random.default_rng(23), wall=wall)
-    one = DescriptorForces(loss, symbols, box, threads=1)(positions)
-    two = DescriptorForces(loss, symbols, box, threads=min(2, numba.config.NUMBA_NUM_THREADS))(positions)
+    one = ForceEvaluator(loss, symbols, box, threads=1)(positions)
+    two = ForceEvaluator(loss, symbols, box, threads=min(2, numba.config.NUMBA_NUM_THREADS))(positions)
     assert close(one[0], two[0], 1e-13) and close(one[1], two[1], 1e-13)
 
 

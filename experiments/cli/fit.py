@@ -7,19 +7,21 @@ import json
 import warnings
 from pathlib import Path
 
-from agents.loss import AgentLosses
+from agents.loss_file import load_losses
 from experiments.cli.options import positive_float
 from experiments.feature_selection import FeatureSelectionExperiment
 from experiments.outputs import plain
 from learning.labelled import read_labelled, write_labelled
-from learning.regression import ORDERS, relative_rmse
-from learning.selection import DEFAULT_RIDGE, fit_losses
+from learning.fitting import DEFAULT_CUTOFF, INVARIANTS, learn
+from learning.regression import ORDERS
+from learning.scoring import relative_force_rmse
+from learning.selection import DEFAULT_RIDGE
 
 
-def evaluate_losses(losses: AgentLosses, trajectory) -> dict:
-    """Relative RMSE (5.2) of the accelerations predicted by ``losses`` on every frame, per species."""
+def evaluate_losses(losses, trajectory) -> dict:
+    """Relative RMSE (5.2) of the forces predicted by ``losses`` (either kind) on every frame, per species."""
     losses.check_species(trajectory.symbols, "--loss")
-    return {s: relative_rmse(losses[s], trajectory) for s in losses.species}
+    return relative_force_rmse(losses, trajectory)
 
 
 def _fit(args) -> int:
@@ -27,7 +29,8 @@ def _fit(args) -> int:
     if not out.parent.exists():
         raise ValueError(f"--out {out}: the directory {out.parent} does not exist")
     trajectory = read_labelled(args.data, args.dt)
-    losses = fit_losses(trajectory, args.invariants, args.order, args.ridge, progress=not args.no_progress)
+    losses = learn(trajectory, args.form, args.invariants, args.order, args.cutoff, args.ridge,
+                   progress=not args.no_progress)
     losses.save(out)
     print(json.dumps({"out": str(out), "metrics": losses.provenance["metrics"]}, indent=1))
     return 0
@@ -43,11 +46,11 @@ def _select(args) -> int:
     return 0
 
 
-def evaluation_warnings(losses: AgentLosses, trajectory, rmse: dict) -> list[str]:
+def evaluation_warnings(losses, trajectory, rmse: dict) -> list[str]:
     """Why a score cannot be trusted: a relative RMSE above 1 (worse than predicting zero force), and a
     loss used outside the box it was learned in."""
     notes = []
-    box = losses.domain.get("box_A")
+    box = None if losses.domain.get("cutoff_A") is not None else losses.domain.get("box_A")
     other_box = box is not None and abs(float(box) - trajectory.box) > 1e-6 * float(box)
     where = (f"; the loss was learned in a {float(box):.6g} angstrom box, this run's box is {trajectory.box:.6g} "
              "angstrom, where its invariants mean something else") if other_box else ""
@@ -60,7 +63,7 @@ def evaluation_warnings(losses: AgentLosses, trajectory, rmse: dict) -> list[str
 
 
 def _evaluate(args) -> int:
-    losses = AgentLosses.load(args.loss)
+    losses = load_losses(args.loss)
     trajectory = read_labelled(args.data, args.dt)
     rmse = evaluate_losses(losses, trajectory)
     notes = evaluation_warnings(losses, trajectory, rmse)
@@ -91,11 +94,20 @@ def _data_options(parser) -> None:
 def register(subparsers, common) -> None:
     p = subparsers.add_parser("fit", parents=[common], help="learn the agent losses (eq. 5.1) and save them as JSON")
     _data_options(p)
-    p.add_argument("--order", choices=ORDERS, default="quadratic", help="default: quadratic")
+    p.add_argument("--form", choices=["own", "shared"], default="own",
+                   help="own: each agent descends its own loss (the paper, the default); shared: every agent "
+                        "descends the sum of all losses (conservative: Newton's third law, energy)")
     p.add_argument("--invariants", default="auto",
-                   help="'auto' (backward elimination, 7 per species; the default) or NAME,NAME,...")
-    p.add_argument("--ridge", type=float, default=DEFAULT_RIDGE,
-                   help=f"ridge penalty on the column-scaled problem (default {DEFAULT_RIDGE})")
+                   help=f"one of {', '.join(INVARIANTS)}, or NAME,NAME,... (weight functions, or descriptors such "
+                        "as O:gauss(s=2,rc=4.5) and OH:angle(eta=0.3,zeta=2,lambda=+1,rc=3.5)); default auto: "
+                        "backward elimination to 7 per species (own form, no cutoff)")
+    p.add_argument("--cutoff", type=positive_float,
+                   help=f"cutoff r_c (angstrom) of the invariants: makes a descriptor loss valid in any box >= 2 r_c "
+                        f"(default: none for the paper's own form, {DEFAULT_CUTOFF} otherwise)")
+    p.add_argument("--order", choices=ORDERS, default="quadratic", help="default: quadratic")
+    p.add_argument("--ridge", type=float, default=None,
+                   help=f"ridge penalty (default: {DEFAULT_RIDGE} for the paper's losses on the column-scaled "
+                        "problem; for descriptor losses chosen on the validation split)")
     p.add_argument("--out", required=True, help="the loss JSON to write")
     p.set_defaults(func=_fit)
 

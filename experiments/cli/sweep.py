@@ -6,7 +6,7 @@ import inspect
 import json
 from collections import Counter
 
-from agents.loss import AgentLosses
+from agents.loss_file import load_losses
 from environment.integrators import DYNAMICS
 from experiments.cli.options import positive_float, writable_directory
 from experiments.inputs import learn_losses
@@ -46,17 +46,17 @@ def _number(text: str):
     return text
 
 
-def sweep_losses(out, loss_path, trajectory, progress) -> AgentLosses:
+def sweep_losses(out, loss_path, trajectory, progress):
     """The sweep's one loss, kept in ``out/losses.json``: the given file, else the one kept by an
     earlier run into ``out`` (a resumed sweep), else learned from ``trajectory`` now."""
     kept = out / "losses.json"
     if loss_path is not None:
-        losses = AgentLosses.load(loss_path)
-        if kept.exists() and AgentLosses.load(kept).to_dict()["species"] != losses.to_dict()["species"]:
+        losses = load_losses(loss_path)
+        if kept.exists() and load_losses(kept).to_dict() != losses.to_dict():
             raise ValueError(f"--loss {loss_path}: {out} holds a sweep run with another loss ({kept}); "
                              "use a new --out")
     elif kept.exists():
-        return AgentLosses.load(kept)
+        return load_losses(kept)
     else:
         losses = learn_losses(trajectory, progress=progress)
     losses.save(kept)
