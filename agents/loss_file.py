@@ -15,11 +15,15 @@ from agents.loss import AgentLosses
 from agents.json_file import read_json
 
 
-def load_losses(path) -> AgentLosses | DescriptorLoss:
-    """Either kind of loss from its JSON file, by the file's ``format``."""
-    data = read_json(path)
+def losses_from_dict(data: dict, where: str = "loss") -> AgentLosses | DescriptorLoss:
+    """Either kind of loss from its plain-data form, by its ``format``; errors name ``where``."""
     kinds = {AGENT_FORMAT: AgentLosses, DESCRIPTOR_FORMAT: DescriptorLoss}
     kind = kinds.get(data.get("format"))
     if kind is None:
-        raise ValueError(f"loss file {path}: unknown format {data.get('format')!r}, expected one of {list(kinds)}")
-    return kind.from_dict(data, f"loss file {path}")
+        raise ValueError(f"{where}: unknown format {data.get('format')!r}, expected one of {list(kinds)}")
+    return kind.from_dict(data, where)
+
+
+def load_losses(path) -> AgentLosses | DescriptorLoss:
+    """Either kind of loss from its JSON file, by the file's ``format``."""
+    return losses_from_dict(read_json(path), f"loss file {path}")

@@ -76,7 +76,7 @@ class NucleusAgent(ContinuousSpaceAgent):
         i = self.index
         H, G = self.model.evaluator.agent_loss(i, self.invariants, self.snapshot)
         self.model.loss_values[i] = H
-        self.model.loss_forces[i] = G
+        self.model.loss_forces[i] = G - self.model.net_force_share[i]
         return H
 
     def update_force(self) -> None:

@@ -40,6 +40,7 @@ import numpy as np
 
 from agents.cutoff import SmoothCutoff
 from agents.loss import AgentLosses
+from agents.loss_file import losses_from_dict
 from environment.integrators import integrator_from_settings
 
 FORMAT = "mld-checkpoint/1"
@@ -87,8 +88,9 @@ def save_checkpoint(model, path, extra: dict | None = None) -> Path:
         "forces": {"engine": evaluator.engine, "skin": evaluator.skin, "threads": evaluator.threads,
                    "cutoff": None if cutoff is None else {"r_c": cutoff.r_c, "r_on": cutoff.r_on}},
         "allow_other_box": model.allow_other_box,
+        "zero_net_force": model.zero_net_force,
         "collect": {"every": model.collect_every, "agents": model.collect_agents,
-                    "positions": model.collect_positions},
+                    "positions": model.collect_positions, "velocities": model.collect_velocities},
         "rng": model.rng.bit_generator.state,
         "random": [version, list(internal), gauss],
         "loss": model.losses.to_dict(),
@@ -133,14 +135,16 @@ def load_checkpoint(cls, path, threads: int | None = None):
     ``extra`` settings are in its ``checkpoint_extra``."""
     meta, arrays = read_checkpoint(path)
     try:
-        losses = AgentLosses.from_dict(meta["loss"], f"checkpoint {path} (its loss)")
+        losses = losses_from_dict(meta["loss"], f"checkpoint {path} (its loss)")
         forces = meta["forces"]
         cutoff = None if forces["cutoff"] is None else SmoothCutoff(**forces["cutoff"])
         model = cls(meta["symbols"], arrays["positions"], meta["box"], losses, velocities=arrays["velocities"],
                     masses=meta["masses"], integrator=integrator_from_settings(meta["integrator"]),
                     collect_every=meta["collect"]["every"], collect_agents=meta["collect"]["agents"],
-                    collect_positions=meta["collect"]["positions"], engine=forces["engine"], cutoff=cutoff,
-                    skin=forces["skin"], threads=threads, allow_other_box=meta["allow_other_box"])
+                    collect_positions=meta["collect"]["positions"],
+                    collect_velocities=meta["collect"].get("velocities", False), engine=forces["engine"],
+                    cutoff=cutoff, skin=forces["skin"], threads=threads, allow_other_box=meta["allow_other_box"],
+                    zero_net_force=meta.get("zero_net_force", False))
         model.space.agent_positions[:] = arrays["positions"]
         for name in ARRAYS[1:]:
             getattr(model, name)[:] = arrays[name]

@@ -215,7 +215,7 @@ class VelocityVerlet(Integrator):
         agent.move()
 
     def end_step(self, model) -> None:
-        model.snapshot = model.positions.copy()
+        model.take_snapshot()
         for agent in model.agent_list:
             agent.scan()
             agent.encode()

@@ -43,6 +43,10 @@ class MolecularModel(mesa.Model):
             :class:`environment.forces.ForceEvaluator`.
         allow_other_box: use losses outside the box (and cutoff) they were learned in; by default that
             is a ``ValueError`` (see :meth:`agents.loss.AgentLosses.check_domain`).
+        zero_net_force: subtract from every agent's loss force its mass share of the net force, so the
+            centre of mass is not accelerated (default).  Own-form forces need not sum to zero (no third
+            law): without this a thermostat turns their heat into centre-of-mass motion.  Shared-form
+            forces already sum to zero; the paper's protocol (``mld reproduce``) keeps them as they are.
 
     The fast path is :meth:`step`; :meth:`step_agent` steps one agent at a time (the reference).
     :meth:`save_checkpoint` and :meth:`load_checkpoint` stop and resume a run bit-for-bit
@@ -73,6 +77,7 @@ class MolecularModel(mesa.Model):
         skin: float = 1.0,
         threads: int | None = None,
         allow_other_box: bool = False,
+        zero_net_force: bool = True,
     ):
         super().__init__(seed=seed)
         self.symbols = [str(s) for s in symbols]
@@ -88,6 +93,8 @@ class MolecularModel(mesa.Model):
         self.collect_every = count("collect_every", collect_every)
         self.collect_agents = bool(collect_agents)
         self.collect_positions = bool(collect_positions)
+        self.collect_velocities = bool(collect_velocities)
+        self.zero_net_force = bool(zero_net_force)
         masses = masses or {}
         self.species = {s: make_species(s, masses.get(s)) for s in dict.fromkeys(self.symbols)}
         self.losses = losses
@@ -107,7 +114,8 @@ class MolecularModel(mesa.Model):
         self.loss_forces = np.zeros((n, 3))
         self.loss_values = np.zeros(n)
         self.time_fs = 0.0
-        self.snapshot = self.positions.copy()
+        self.net_force_share = np.zeros((n, 3))
+        self.take_snapshot()
         self._pending = None
         self.integrator.start(self)
         self.datacollector = mesa.DataCollector(
@@ -203,8 +211,23 @@ class MolecularModel(mesa.Model):
 
     # -- physics -----------------------------------------------------------------------------
     def sense(self) -> None:
-        """Every agent's loss value and loss force at the current positions (the fast path)."""
+        """Every agent's loss value and loss force at the current positions (the fast path), less its
+        share of the net force when ``zero_net_force``."""
         self.loss_values[:], self.loss_forces[:] = self.evaluator(self.positions)
+        if self.zero_net_force:
+            self.loss_forces -= self._shares(self.loss_forces)
+
+    def _shares(self, forces) -> np.ndarray:
+        """(N, 3) m_k / M sum_i F_i: subtracted from every force, it leaves the centre of mass unaccelerated
+        and the relative accelerations unchanged."""
+        return (self.masses / self.masses.sum())[:, None] * forces.sum(axis=0)
+
+    def take_snapshot(self) -> None:
+        """The positions every agent of the coming agent-by-agent round scans; with ``zero_net_force``
+        also each agent's share of the snapshot's net force (the environment, not an agent, knows it)."""
+        self.snapshot = self.positions.copy()
+        if self.zero_net_force:
+            self.net_force_share = self._shares(self.evaluator(self.snapshot)[1])
 
     def move_all(self, positions) -> None:
         self.space.agent_positions[:] = wrap(positions, self.box)
@@ -239,7 +262,7 @@ class MolecularModel(mesa.Model):
         self._rows = {agent: i for i, agent in enumerate(self.space.active_agents)}
         if list(self._rows) != self.agent_list:
             raise RuntimeError("the model's agents and Mesa's space disagree on the order of rows")
-        self.snapshot = self.positions.copy()
+        self.take_snapshot()
 
     # -- stepping ----------------------------------------------------------------------------
     def step(self, reference: bool = False) -> None:
@@ -274,7 +297,7 @@ class MolecularModel(mesa.Model):
         """One agent's part of the step; True when it completed the step."""
         if self._pending is None:
             self._pending = dict.fromkeys(self.agent_list)
-            self.snapshot = self.positions.copy()
+            self.take_snapshot()
             self.integrator.begin_step(self)
         if agent not in self._pending:
             raise ValueError(f"agent {agent.unique_id} has already stepped in this step")

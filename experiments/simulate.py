@@ -82,7 +82,7 @@ def _check_count(name, value, minimum=1) -> int:
 def simulate(loss_path, source=None, frame=None, waters=None, steps=DEFAULT_STEPS, mode="newtonian", dt=0.5,
              every=DEFAULT_EVERY, seed=42, out=".", progress=False, threads=None,
              checkpoint_every=DEFAULT_CHECKPOINT_EVERY, compress=False, min_distance=MIN_DISTANCE,
-             allow_other_box=False, **dynamics) -> dict:
+             allow_other_box=False, zero_net_force=True, **dynamics) -> dict:
     """One learned-loss run into ``out`` (see the module docstring for what is written).
 
     Args:
@@ -98,6 +98,7 @@ def simulate(loss_path, source=None, frame=None, waters=None, steps=DEFAULT_STEP
         compress: write ``trajectory.xyz.gz`` instead of ``trajectory.xyz``.
         min_distance: stop when two nuclei come closer (angstrom; 0: never).
         allow_other_box: use a loss outside the box it was learned in (a warning instead of an error).
+        zero_net_force: remove the net force every step (see :class:`environment.model.MolecularModel`).
         **dynamics: the dynamics' options (``tau``; ``thermostat``, ``temperature_K``, ``max_force``),
             None where not given; an option the chosen dynamics does not use is a ``ValueError``.
 
@@ -117,7 +118,7 @@ def simulate(loss_path, source=None, frame=None, waters=None, steps=DEFAULT_STEP
     integrator = make_integrator(mode, dt, kinetic_temperature(start.velocities, masses), **dynamics)
     model = MolecularModel(start.symbols, start.positions, start.box, losses, velocities=start.velocities,
                            integrator=integrator, seed=seed, collect_every=every, threads=threads,
-                           allow_other_box=allow_other_box)
+                           allow_other_box=allow_other_box, zero_net_force=zero_net_force)
     thermostat = getattr(integrator, "thermostat", None)
     target = thermostat.temperature_K if thermostat is not None else None
     _warn_outside_training_temperatures(losses, target)
@@ -126,7 +127,8 @@ def simulate(loss_path, source=None, frame=None, waters=None, steps=DEFAULT_STEP
         "loss": str(loss_path), "every": every, "checkpoint_every": checkpoint_every, "seed": seed,
         "trajectory": "trajectory.xyz.gz" if compress else "trajectory.xyz", "min_distance_A": min_distance,
         "max_temperature_K": 10 * max(target or model.temperature, 1.0), "allow_other_box": allow_other_box,
-        "loss_domain": losses.domain,
+        "loss_domain": losses.domain, "form": losses.form,
+        "net_force": "removed (each agent's mass share)" if zero_net_force else "kept",
     }
     return _run(model, settings, out, progress)
 

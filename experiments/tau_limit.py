@@ -52,7 +52,7 @@ class TauLimitExperiment(LearnedLossExperiment):
         frame = self.start
         model = MolecularModel(traj.symbols, traj.positions[frame], traj.box, self.losses,
                                velocities=traj.velocities[frame], integrator=integrator,
-                               seed=cfg.seed, collect_positions=True)
+                               seed=cfg.seed, zero_net_force=False, collect_positions=True)
         label = integrator.name + (f" tau={integrator.tau:g}" if isinstance(integrator, LearningDynamics) else "")
         run_guarded(model, cfg.steps, progress=cfg.progress, label=label)
         table = model.datacollector.get_model_vars_dataframe()

@@ -55,7 +55,8 @@ class TimingExperiment(LearnedLossExperiment):
         target = float(np.mean(traj.temperature))
         integrator = lambda: VelocityVerlet(0.5, NoseHooverChain(target, 25.0, chain_length=1), 10.0)  # noqa: E731
         data_model = MolecularModel(traj.symbols, traj.positions[0], traj.box, self.losses,
-                                    velocities=traj.velocities[0], integrator=integrator(), seed=cfg.seed)
+                                    velocities=traj.velocities[0], integrator=integrator(), seed=cfg.seed,
+                                    zero_net_force=False)
         rows = [{"system": f"CP2K data ({traj.n_atoms} atoms)", "atoms": traj.n_atoms,
                  "learned_s_per_step": seconds_per_step(data_model, cfg.steps), "cp2k_s_per_step": cp2k}]
         for n in cfg.waters:

@@ -76,7 +76,7 @@ class WaterSimulationExperiment(LearnedLossExperiment):
         return MolecularModel(
             traj.symbols, traj.positions[frame], traj.box, self.losses,
             velocities=traj.velocities[frame], integrator=VelocityVerlet(cfg.dt, thermostat, cfg.max_force),
-            seed=cfg.seed, collect_positions=True, collect_velocities=True,
+            seed=cfg.seed, zero_net_force=False, collect_positions=True, collect_velocities=True,
         )
 
     def _run(self, model, n_steps, limit, label) -> str | None:

@@ -74,3 +74,18 @@ def test_a_descriptor_loss_refuses_a_model_cutoff_and_a_small_box(tmp_path):
     (tmp_path / "bad.json").write_text('{"format": "something-else"}')
     with pytest.raises(ValueError, match="bad.json: unknown format"):
         load_losses(tmp_path / "bad.json")
+
+
+def test_the_net_force_of_own_form_losses_is_removed_by_default():
+    from experiments.bench import benchmark_losses
+
+    symbols, positions, velocities, box = waters()
+    losses = benchmark_losses(seed=3, scale=1e-2)  # own form, random quadratic: no third law
+    runs = {}
+    for zero in (True, False):
+        model = MolecularModel(symbols, positions, box, losses, velocities=velocities, zero_net_force=zero)
+        model.run(50)
+        runs[zero] = (model.masses[:, None] * model.velocities).sum(0)
+    start = (MolecularModel(symbols, positions, box, losses).masses[:, None] * velocities).sum(0)
+    np.testing.assert_allclose(runs[True], start, atol=1e-12)  # momentum conserved
+    assert np.abs(runs[False] - start).max() > 1e-6  # the own form pushes the centre of mass

@@ -51,7 +51,7 @@ def _simulate(args) -> int:
             every=args.every, seed=args.seed, out=out, progress=not args.no_progress, threads=args.threads,
             checkpoint_every=args.checkpoint_every or DEFAULT_CHECKPOINT_EVERY, compress=args.compress,
             min_distance=args.min_distance, allow_other_box=args.allow_other_box,
-            tau=args.tau, thermostat=args.thermostat, temperature_K=args.temperature, max_force=args.max_force,
+            zero_net_force=not args.keep_net_force, tau=args.tau, thermostat=args.thermostat, temperature_K=args.temperature, max_force=args.max_force,
         )
     print(json.dumps(summary, indent=1))
     if summary.get("interrupted"):
@@ -114,6 +114,9 @@ def register(subparsers, common) -> None:
                    help=f"numba threads (default: 1 below {SERIAL_BELOW_ATOMS} atoms, else all cores; results do not depend on it)")
     p.add_argument("--min-distance", type=float, default=MIN_DISTANCE,
                    help="stop when two nuclei come closer than this, Å (0: never)")
+    p.add_argument("--keep-net-force", action="store_true",
+                   help="keep the net force of own-form losses (the paper's protocol); by default each agent's "
+                        "mass share of it is removed every step, so the centre of mass does not accelerate")
     p.add_argument("--allow-other-box", action="store_true",
                    help="use a loss in a box (or cutoff) other than the one it was learned in (experts: its "
                         "invariants mean something else there)")
