@@ -33,7 +33,6 @@ from the ``plotly`` package.
 
 from __future__ import annotations
 
-import argparse
 import functools
 import html
 import math
@@ -59,13 +58,17 @@ with warnings.catch_warnings():  # Mesa 3.3's ComponentsView trips Solara's hook
     from mesa.visualization import SolaraViz
     from mesa.visualization.utils import force_update, update_counter
 
+from agents.descriptor_loss import DescriptorLoss
+from agents.geometry import displacement
+from agents.loss_file import load_losses
 from environment.builders import water_box
+from environment.integrators import LearningDynamics, VelocityVerlet
 from environment.model import MolecularModel
-from environment.space import displacement
 from environment.thermostats import NoseHooverChain
 from experiments.analysis import bond_graph, hoh_angles, nearest_oxygen
-from learning.cp2k import default_data_path, read_trajectory
-from learning.loss import AgentLosses
+from experiments.inputs import learn_losses
+from learning.cp2k.reader import read_trajectory
+from learning.splits import PAPER_SPLIT
 
 #: Environment variables through which :func:`serve` hands ``--loss`` and ``--data`` to the page.
 LOSS_ENV, DATA_ENV = "MLD_APP_LOSS", "MLD_APP_DATA"
@@ -101,23 +104,21 @@ color_by = solara.reactive("species")
 @functools.lru_cache(maxsize=4)
 def load_trajectory(data: str | None = None):
     """The CP2K run ``data`` (directory or ``.inp``), or the embedded one; read once per process."""
-    return read_trajectory(data or default_data_path())
+    return read_trajectory(data)
 
 
 @functools.lru_cache(maxsize=4)
-def default_losses(data: str | None = None) -> AgentLosses:
-    """The embedded default fit: :func:`experiments.pipeline.learn_losses` on every 4th frame."""
-    from experiments.pipeline import learn_losses
-
+def default_losses(data: str | None = None):
+    """The embedded default fit: :func:`experiments.inputs.learn_losses` on every 4th frame."""
     return learn_losses(load_trajectory(data), stride=DEFAULT_STRIDE)
 
 
 @functools.lru_cache(maxsize=16)
-def _load_losses(path: str, mtime_ns: int) -> AgentLosses:
-    return AgentLosses.load(path)
+def _load_losses(path: str, mtime_ns: int):
+    return load_losses(path)
 
 
-def resolve_losses(loss: str | None, data: str | None = None) -> AgentLosses:
+def resolve_losses(loss: str | None, data: str | None = None):
     """``loss`` empty: the embedded default fit; otherwise the JSON file ``loss`` (``ValueError`` if bad)."""
     loss = (loss or "").strip()
     if loss in ("", "default"):
@@ -155,10 +156,11 @@ def make_model(symbols, positions, box, losses, velocities, *, dynamics=NEWTONIA
     finite tau (``tau``)."""
     if dynamics == NEWTONIAN:
         thermostat = NoseHooverChain(temperature, tdamp_fs=tdamp, chain_length=1) if temperature else None
-        return MolecularModel(symbols, positions, box, losses, velocities=velocities, mode="newtonian", dt=dt,
-                              thermostat=thermostat, max_force=max_force, seed=seed)
-    return MolecularModel(symbols, positions, box, losses, velocities=velocities, mode="learning", dt=dt,
-                          tau=tau, seed=seed)
+        integrator = VelocityVerlet(dt, thermostat, max_force)
+    else:
+        integrator = LearningDynamics(dt, tau)
+    return MolecularModel(symbols, positions, box, losses, velocities=velocities, integrator=integrator, seed=seed,
+                          allow_other_box=True)
 
 
 class WaterApp(mesa.Model):
@@ -166,7 +168,7 @@ class WaterApp(mesa.Model):
     page's parameters (strings from text fields are parsed here), or ``error``, the reason it could
     not be built or stepped on.  ``step`` finishes a partial step when one is in progress."""
 
-    def __init__(self, loss="", start=CP2K_FRAME, frame="68", waters="32", dynamics=NEWTONIAN,
+    def __init__(self, loss="", start=CP2K_FRAME, frame=None, waters="32", dynamics=NEWTONIAN,
                  temperature="450", tdamp="25", dt=0.5, max_force="10", tau="100", seed="42", data=None):
         super().__init__()
         self.sim: MolecularModel | None = None
@@ -200,7 +202,7 @@ class WaterApp(mesa.Model):
             where = f"{n} waters, {box:.2f} Å box"
         elif start == CP2K_FRAME:
             trajectory = load_trajectory(data)
-            i = _number("CP2K frame", frame, int, minimum=0)
+            i = _number("CP2K frame", frame, int, minimum=0, empty=(first_equilibrated_frame(trajectory),))
             if i >= len(trajectory):
                 raise ValueError(f"CP2K frame must be below {len(trajectory)} (the run's length), got {i}")
             symbols, positions, velocities, box = (trajectory.symbols, trajectory.positions[i],
@@ -208,9 +210,7 @@ class WaterApp(mesa.Model):
             where = f"CP2K frame {i}, {box:.2f} Å box"
         else:
             raise ValueError(f"start must be {CP2K_FRAME!r} or {WATER_BOX!r}, got {start!r}")
-        from experiments.pipeline import check_losses_fit
-
-        check_losses_fit(losses, symbols, where="loss")
+        losses.check_species(symbols, "loss")
         sim = make_model(symbols, positions, box, losses, velocities, dynamics=dynamics, dt=dt,
                          temperature=temperature, tdamp=tdamp, max_force=max_force, tau=tau, seed=seed)
         if dynamics == NEWTONIAN:
@@ -253,7 +253,7 @@ class WaterApp(mesa.Model):
             self.steps -= 1  # Mesa counted this call; the count follows the molecular model's (_sync)
             if self.sim is None or self.error:
                 self.running = False
-            elif self.sim._pending is not None:
+            elif self.sim.pending_agents:
                 self.finish_step()
             else:
                 try:
@@ -268,7 +268,8 @@ class WaterApp(mesa.Model):
             if self.sim is None or self.error:
                 return
             agent = self.sim.agent_list[index]
-            if self.sim._pending is not None and agent not in self.sim._pending:
+            pending = self.sim.pending_agents
+            if pending and agent not in pending:
                 raise ValueError(f"agent {index} has already stepped in this step")  # the model is unchanged
             try:
                 self.sim.step_agent(agent)
@@ -279,10 +280,10 @@ class WaterApp(mesa.Model):
     def finish_step(self) -> None:
         """The agents that have not yet stepped take their part, completing the step."""
         with self.lock:
-            if self.sim is None or self.error or self.sim._pending is None:
+            if self.sim is None or self.error or not self.sim.pending_agents:
                 return
             try:
-                for agent in list(self.sim._pending):
+                for agent in self.sim.pending_agents:
                     self.sim.step_agent(agent)
             except Exception as err:
                 self._fail(f"step {self.sim.steps + 1} failed", err)
@@ -295,8 +296,8 @@ class WaterApp(mesa.Model):
     # -- read-only views for the page -------------------------------------------------------------
     def pending(self) -> set[int] | None:
         """Indices of the agents not yet stepped in the current partial step (None: no partial step)."""
-        pending = None if self.sim is None else self.sim._pending
-        return None if pending is None else {agent.index for agent in pending}
+        pending = [] if self.sim is None else self.sim.pending_agents
+        return {agent.index for agent in pending} or None
 
     def snapshot(self) -> dict:
         """Copies of the state, taken under the lock (Play steps in another thread)."""
@@ -649,18 +650,29 @@ def Inspector(model):
             _vector("force (eV/Å)", "force", force, 4, f"|F| {np.linalg.norm(force):.4f}"),
             ("mld-loss", [("loss H (eV)", ""), (f"{state['losses'][index]:.5f}", "mld-loss-value")]),
         ], "mld-vectors"))
-        loss = sim.species_loss(symbol)
-        phi, dphi = loss.invariants.compute_agent(index, state["positions"], state["box"],
-                                                  sim.source_indices(symbol), cutoff=sim.cutoff)
-        P = phi.size
-        slope = loss.A.reshape(P) + loss.B.reshape(P, P) @ phi.reshape(P)
+        names, phi, slope, dphi = agent_invariants(sim, index, state["positions"])
         solara.Text(f"invariants of its {symbol} loss at the current positions (eq. 4.1)",
                     style={"font-size": "12px", "color": "#546e7a"})
         rows = [("mld-invariant", [(name, ""), (f"{p:.4g}", "mld-phi"), (f"{g:.4g}", ""),
                                    *[(f"{x:.3g}", "") for x in d]])
-                for name, p, g, d in zip(loss.invariants.feature_names, phi.reshape(P), slope, dphi.reshape(P, 3))]
+                for name, p, g, d in zip(names, phi, slope, dphi)]
         solara.HTML("div", unsafe_innerHTML=html_table(
             ["invariant", "φ", "∂H/∂φ (eV)", "∂φ/∂x", "∂φ/∂y", "∂φ/∂z"], rows, "mld-invariants"))
+
+
+def agent_invariants(sim: MolecularModel, index: int, positions):
+    """Agent ``index``'s invariants at ``positions``: names, phi (P,), dH/dphi (P,) eV and dphi/dq_k (P, 3)."""
+    symbol = sim.symbols[index]
+    invariants = sim.evaluator.agent_invariants(index, positions)
+    if isinstance(sim.losses, DescriptorLoss):
+        phi, jacobian = invariants
+        slope = sim.losses.A[symbol] + sim.losses.B[symbol] @ phi
+        return sim.losses.descriptors.names, phi, slope, jacobian[:, index]
+    loss = sim.losses[symbol]
+    phi, dphi = invariants
+    P = phi.size
+    slope = loss.A.reshape(P) + loss.B.reshape(P, P) @ phi.reshape(P)
+    return loss.invariants.feature_names, phi.reshape(P), slope, dphi.reshape(P, 3)
 
 
 @solara.component
@@ -704,12 +716,17 @@ def settings_from_env() -> tuple[str, str | None]:
     return os.environ.get(LOSS_ENV, ""), os.environ.get(DATA_ENV) or None
 
 
+def first_equilibrated_frame(trajectory) -> int:
+    """The first frame after the equilibration fraction of Sec. 5.1 (the experiments' start)."""
+    return int(round(PAPER_SPLIT["equilibration"] * len(trajectory)))
+
+
 def model_params(loss: str = "", data: str | None = None) -> dict:
     """Mesa ``model_params``: user inputs (dicts) and the fixed CP2K run ``data``."""
     def text(label, value):
         return {"type": "InputText", "value": str(value), "label": label}
 
-    frame = 68 if data is None else min(68, len(load_trajectory(data)) - 1)  # 68: the first after equilibration
+    frame = first_equilibrated_frame(load_trajectory(data))
 
     return {
         "loss": text("loss file (JSON; empty: the embedded default fit)", loss),
@@ -792,14 +809,6 @@ def serve(loss=None, data=None, port: int = 8765, host: str = "127.0.0.1") -> No
     server.run()
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    parser.add_argument("--loss", default=None, help="agent-loss JSON (default: learn the embedded fit, ~2 s)")
-    parser.add_argument("--data", default=None, help="CP2K run directory or .inp (default: the embedded run)")
-    parser.add_argument("--port", type=int, default=8765, help="port (default 8765)")
-    parser.add_argument("--host", default="127.0.0.1", help="interface (default 127.0.0.1, this machine only)")
-    return parser
-
-
 def app_command(args) -> int:
     """``mld app``: serve the page (``args.loss``, ``args.data``, ``args.port``, ``args.host``)."""
     serve(loss=args.loss, data=args.data, port=args.port, host=args.host)
@@ -807,13 +816,11 @@ def app_command(args) -> int:
 
 
 def main(argv=None) -> int:
-    parser = add_arguments(argparse.ArgumentParser(prog="mld app", description="Step the agents in a browser."))
-    args = parser.parse_args(argv)
+    """``python -m experiments.app [OPTIONS]``: the same as ``mld app [OPTIONS]``."""
+    from experiments.cli import main as mld
+
     try:
-        return app_command(args)
-    except ValueError as err:
-        print(f"mld app: error: {err}", file=sys.stderr)
-        return 2
+        return mld(["app", *(sys.argv[1:] if argv is None else argv)])
     except KeyboardInterrupt:
         return 0
 

@@ -82,9 +82,9 @@ def trace(fig: dict, name: str) -> dict:
 # -- the model behind the page ------------------------------------------------------------------
 def test_default_model_is_the_embedded_run_with_the_default_fit(model):
     assert model.error is None and model.running
-    assert len(model.sim.agent_list) == 96 and model.sim.mode == "newtonian"
+    assert len(model.sim.agent_list) == 96 and model.sim.integrator.name == "newtonian"
     assert model.sim.integrator.thermostat is not None and model.sim.integrator.max_force == 10.0
-    assert "CP2K frame 68" in model.description
+    assert f"CP2K frame {app.first_equilibrated_frame(app.load_trajectory())}" in model.description
     model.step()
     assert model.steps == model.sim.steps == 1
     assert len(model.sim.datacollector.get_model_vars_dataframe()) == 2
@@ -93,7 +93,7 @@ def test_default_model_is_the_embedded_run_with_the_default_fit(model):
 def test_make_model_finite_tau_and_nve():
     learning = app.WaterApp(**defaults(dynamics=app.FINITE_TAU, tau="50", dt=0.25))
     assert learning.error is None
-    assert learning.sim.mode == "learning" and learning.sim.integrator.tau == 50 and learning.sim.dt == 0.25
+    assert learning.sim.integrator.name == "learning" and learning.sim.integrator.tau == 50 and learning.sim.dt == 0.25
     nve = app.WaterApp(**defaults(temperature="", max_force=""))
     assert nve.sim.integrator.thermostat is None and nve.sim.integrator.max_force is None
 
@@ -136,7 +136,7 @@ def test_a_step_that_fails_stops_the_model_with_a_message(model):
 
 @pytest.mark.parametrize("content, words", [
     ("{not json", "not JSON"),
-    (json.dumps({"format": "something else"}), "not an agent-loss file"),
+    (json.dumps({"format": "something else"}), "unknown format"),
     (json.dumps({"format": "mld-agent-losses/1", "species": [{"species": "O"}]}), "lacks the field"),
 ])
 def test_bad_loss_files_become_a_message(tmp_path, content, words):
@@ -147,7 +147,7 @@ def test_bad_loss_files_become_a_message(tmp_path, content, words):
 
 
 def test_a_loss_file_for_other_species_is_refused(tmp_path):
-    from learning.loss import pair_potential_losses
+    from agents.loss import pair_potential_losses
 
     path = pair_potential_losses(("C", "N"), ["exp(a=1)"], np.ones((2, 2, 1))).save(tmp_path / "cn.json")
     model = app.WaterApp(**defaults(loss=str(path)))
@@ -170,10 +170,9 @@ def test_inspector_steps_one_agent_then_finishes_the_step(model):
     np.testing.assert_allclose(cells(rc, "position"), agent.position, atol=6e-6)
     np.testing.assert_allclose(cells(rc, "velocity"), agent.velocity, atol=6e-7)
     np.testing.assert_allclose(float(html_cells(rc, "mld-loss-value")[0]), agent.loss_value, atol=6e-6)
-    phi, _ = model.sim.species_loss("H").invariants.compute_agent(40, model.sim.positions, model.sim.box,
-                                                                  model.sim.source_indices("H"))
+    phi, _ = model.sim.evaluator.agent_invariants(40, model.sim.positions)  # eq. (4.1) read directly
     shown = np.array([float(x) for x in html_cells(rc, "mld-phi")])
-    assert len(shown) == phi.size == len(model.sim.species_loss("H").invariants.feature_names)
+    assert len(shown) == phi.size == len(model.sim.losses["H"].invariants.feature_names)
     np.testing.assert_allclose(shown, phi.reshape(-1), rtol=1e-3)
     before = np.array(agent.position)  # (a view into the space otherwise)
 
@@ -236,7 +235,10 @@ def test_time_series_plot_per_species_temperatures_once_collected():
 def test_structure_histograms_of_the_current_frame(model):
     _, rc = solara.render(app.Structure(model), handle_error=False)
     fig = figure(rc)
-    assert len(trace(fig, "O-H")["x"]) == 64 and len(trace(fig, "H-O-H")["x"]) == 32
+    from experiments.analysis import hoh_angles
+
+    waters = len(hoh_angles(model.sim.symbols, model.sim.positions, model.sim.box))  # O with exactly two H
+    assert len(trace(fig, "O-H")["x"]) == 64 and len(trace(fig, "H-O-H")["x"]) == waters > 25
     assert "(64 H)" in texts(rc, "mld-structure-summary")[0]
 
 
@@ -296,14 +298,15 @@ def test_serve_refuses_a_bad_loss_before_starting(tmp_path):
 
 
 def test_command_line_options():
-    args = app.add_arguments(__import__("argparse").ArgumentParser()).parse_args(
-        ["--loss", "l.json", "--data", "run", "--port", "9000", "--host", "0.0.0.0"])
+    from experiments.cli import build_parser
+
+    args = build_parser().parse_args(["app", "--loss", "l.json", "--data", "run", "--port", "9000", "--host", "0.0.0.0"])
     assert (args.loss, args.data, args.port, args.host) == ("l.json", "run", 9000, "0.0.0.0")
 
 
-def test_another_cp2k_run_as_the_start(shared_cp2k_dir, tmp_path):
+def test_another_cp2k_run_as_the_start(embedded_run_dir, tmp_path):
     loss = app.default_losses().save(tmp_path / "fit.json")
-    params = app.model_params(str(loss), str(shared_cp2k_dir))
+    params = app.model_params(str(loss), str(embedded_run_dir))
     model = app.WaterApp(**app.initial_values(params))
     assert model.error is None and "CP2K frame" in model.description
     model.step()

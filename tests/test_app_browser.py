@@ -247,7 +247,7 @@ def test_step_advances_the_counter_and_the_plotted_temperature(driver, server, a
 
 
 def test_step_one_agent_and_the_inspector_shows_its_new_position(driver, server, artifacts):
-    from environment.units import EV_PER_AMU_A2_FS2
+    from agents.units import EV_PER_AMU_A2_FS2
 
     open_page(driver, server)
     type_into(driver, "agent (or click an atom)", "40")
