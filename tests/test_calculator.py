@@ -10,12 +10,12 @@ from ase import Atoms, units
 from ase.calculators.calculator import PropertyNotImplementedError
 from ase.md.verlet import VelocityVerlet
 
-from agents.loss import pair_potential_losses
+from agents.descriptor_loss import DescriptorLoss
+from agents.descriptors import CutRadial, DescriptorSet, Feature
 from agents.species import CP2K_MASSES
 from agents.weights import weight_functions
 from environment import MLDCalculator, MolecularModel
 from environment.calculator import NO_ENERGY
-from environment.forces import ForceEvaluator
 from learning.cp2k.reader import read_trajectory
 from learning.labelled import to_atoms
 from learning.selection import fit_losses
@@ -103,7 +103,7 @@ def test_an_invalid_cell_or_species_is_a_clear_error(water, change, message):
 
 
 def test_a_loss_must_be_a_loss_or_its_file():
-    with pytest.raises(ValueError, match="AgentLosses"):
+    with pytest.raises(ValueError, match="AgentLosses, an agents.descriptor_loss.DescriptorLoss"):
         MLDCalculator(42)
 
 
@@ -114,28 +114,18 @@ LJ = np.stack([4 * 0.01 * SIGMA**12, -4 * 0.01 * SIGMA**6], axis=-1)
 FUNCTIONS = weight_functions("pow(n=12),pow(n=6)")
 
 
-class SharedPairStandIn:
-    """A stand-in for the shared form's evaluator, exact for linear pair-potential losses only.
-
-    With the loss ``pair_potential_losses(c / 2)`` every agent's loss is H_i = 1/2 sum_j V(r_ij), so
-    the shared form's total is E = sum_i H_i = sum_{i<j} V(r_ij) = U.  Its force on agent k,
-    -dE/dq_k = -sum_j V'(r_kj) (q_k - q_j)/r_kj, counts every pair at full weight, i.e. twice the own
-    form's -dH_k/dq_k of the same loss.  So the stand-in returns (H, 2 G_own); the test checks that
-    this is -dE/dq (finite differences) and equals the own-form forces of ``pair_potential_losses(c)``.
-    """
-
-    def __init__(self, losses, symbols, box, **options):
-        self.own = ForceEvaluator(losses, symbols, box, **options)
-
-    def __call__(self, positions):
-        H, G = self.own(positions)
-        return H, 2.0 * G
+#: The shared form's cutoff here (angstrom): fits the 10.8 A box of the lattice gas.
+RC = 5.0
 
 
 def shared_lj():
-    losses = pair_potential_losses(("O", "H"), FUNCTIONS, LJ / 2)
-    losses.form = "shared"
-    return losses
+    """A real shared-form loss equal to the cut Lennard-Jones potential: every agent's loss is
+    H_i = 1/2 sum_j V(r_ij) f_c(r_ij) (linear in cut radial invariants), so E = sum_i H_i counts each
+    pair once and the shared forces -dE/dq are the pair forces."""
+    sources = ("O", "H")
+    features = tuple(Feature((a,), CutRadial(w, RC)) for a in sources for w in FUNCTIONS)
+    A = {s: np.array([LJ[i, j, m] / 2 for j in range(2) for m in range(2)]) for i, s in enumerate(sources)}
+    return DescriptorLoss(DescriptorSet(features), "shared", A)
 
 
 def lattice_gas(n_side=3, spacing=3.6, temperature_K=60.0, seed=0):
@@ -152,16 +142,17 @@ def lattice_gas(n_side=3, spacing=3.6, temperature_K=60.0, seed=0):
     return atoms
 
 
-def test_the_shared_stand_in_gives_the_pair_potentials_energy_and_forces():
+def test_the_shared_form_gives_the_models_forces_and_its_total_energy():
     atoms = lattice_gas()
-    atoms.calc = MLDCalculator(shared_lj(), evaluator=SharedPairStandIn, threads=1)
+    loss = shared_lj()
+    atoms.calc = MLDCalculator(loss, threads=1)
     assert set(atoms.calc.implemented_properties) == {"forces", "energy", "energies", "free_energy"}
-    own = MolecularModel(atoms.get_chemical_symbols(), atoms.positions, atoms.cell[0, 0],
-                         pair_potential_losses(("O", "H"), FUNCTIONS, LJ))
+    model = MolecularModel(atoms.get_chemical_symbols(), atoms.positions, atoms.cell[0, 0], loss)
     forces = atoms.get_forces()
-    assert np.max(np.abs(forces - own.loss_forces)) <= 1e-10 * np.max(np.abs(own.loss_forces))
+    assert np.max(np.abs(forces - model.loss_forces)) <= 1e-10 * np.max(np.abs(model.loss_forces))
     energy = atoms.get_potential_energy()
-    assert energy == pytest.approx(own.potential_half_sum, rel=1e-10)
+    assert energy == pytest.approx(model.loss_values.sum(), rel=1e-10)
+    np.testing.assert_allclose(forces.sum(axis=0), 0.0, atol=1e-10)  # the third law
     assert atoms.get_potential_energies().sum() == pytest.approx(energy, rel=1e-12)
     assert atoms.get_potential_energy(force_consistent=True) == energy
     assert atoms.calc.evaluations == 1  # one evaluation filled every property
@@ -177,9 +168,9 @@ def test_the_shared_stand_in_gives_the_pair_potentials_energy_and_forces():
 
 
 def test_ase_velocity_verlet_conserves_the_total_energy():
-    """ASE's own VelocityVerlet, 2000 steps of 0.5 fs (1 ps) of the Lennard-Jones lattice gas."""
+    """ASE's own VelocityVerlet, 2000 steps of 0.5 fs (1 ps) of the Lennard-Jones lattice gas, shared form."""
     atoms = lattice_gas()
-    atoms.calc = MLDCalculator(shared_lj(), evaluator=SharedPairStandIn, threads=1)
+    atoms.calc = MLDCalculator(shared_lj(), threads=1)
     dynamics = VelocityVerlet(atoms, timestep=0.5 * units.fs)
     kinetic, total = [], []
     dynamics.attach(lambda: (kinetic.append(atoms.get_kinetic_energy()), total.append(atoms.get_total_energy())))
