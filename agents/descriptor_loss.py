@@ -19,7 +19,6 @@ Units: eV, angstrom, eV/angstrom.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,7 +26,7 @@ import numpy as np
 
 from agents.descriptor_jacobian import DescriptorJacobian, agent_descriptors, descriptor_jacobian, neighbor_pairs
 from agents.descriptors import DescriptorSet
-from agents.json_file import read_json
+from agents.json_file import read_json, write_json
 from agents.pair_wall import PairWall
 
 FORMS = ("own", "shared")
@@ -197,10 +196,8 @@ class DescriptorLoss:
             raise ValueError(f"{where}: descriptor loss lacks the field {missing}") from None
 
     def save(self, path) -> Path:
-        """Plain JSON (floats at repr precision, so :meth:`load` is bit-exact)."""
-        path = Path(path)
-        path.write_text(json.dumps(self.to_dict(), indent=1) + "\n")
-        return path
+        """Plain JSON, bit-exact on :meth:`load`."""
+        return write_json(path, self.to_dict())
 
     @classmethod
     def load(cls, path) -> DescriptorLoss:

@@ -1,4 +1,4 @@
-"""Reading the project's JSON files (losses, descriptor sets) with errors that name the file."""
+"""The project's plain JSON files (losses): written at full float precision, read with errors that name the file."""
 
 from __future__ import annotations
 
@@ -22,3 +22,10 @@ def read_json(path) -> dict:
     if not isinstance(data, dict):
         raise ValueError(f"loss file {path}: not a JSON object")
     return data
+
+
+def write_json(path, data: dict) -> Path:
+    """``data`` as indented JSON; floats at ``repr`` precision, so reading it back is bit-exact."""
+    path = Path(path)
+    path.write_text(json.dumps(data, indent=1) + "\n")
+    return path

@@ -11,7 +11,6 @@ saves to plain JSON (species, invariant names, A, B, units, provenance) and back
 
 from __future__ import annotations
 
-import json
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from agents.invariants import InvariantSet
-from agents.json_file import read_json
+from agents.json_file import read_json, write_json
 
 UNITS = {"length": "angstrom", "energy": "eV", "force": "eV/angstrom", "time": "fs", "mass": "amu"}
 FORMAT = "mld-agent-losses/1"
@@ -221,10 +220,8 @@ class AgentLosses:
             raise ValueError(f"{where}: malformed agent-loss file ({type(err).__name__}: {err})") from None
 
     def save(self, path) -> Path:
-        """Write plain JSON; floats are written with ``repr`` precision, so ``load`` is bit-exact."""
-        path = Path(path)
-        path.write_text(json.dumps(self.to_dict(), indent=1) + "\n")
-        return path
+        """Plain JSON, bit-exact on :meth:`load`."""
+        return write_json(path, self.to_dict())
 
     @classmethod
     def load(cls, path) -> "AgentLosses":

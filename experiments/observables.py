@@ -572,23 +572,8 @@ def _labels(traj: TrajectoryData, reference: TrajectoryData | None) -> tuple[str
 
 
 def observe(trajectory, reference=None, progress: bool = False, dt_fs: float | None = None) -> Results:
-    """Observables of ``trajectory``, compared with ``reference`` if given (see :func:`analyze`).
-
-    Args:
-        trajectory: a path :func:`read_any_trajectory` reads, or a :class:`TrajectoryData`.
-        reference: the same for the reference run (e.g. CP2K), or None.  The trajectory's spectra
-            are averaged over segments as long as the reference (Welch), at the reference's resolution.
-        out: output directory, created if needed.
-        progress: print what is being done to stderr.
-        dt_fs: time between the trajectory's frames (fs), for files without ``time_fs``.
-
-    Returns:
-        The summary written to ``observables.json``: ``trajectory`` and ``reference`` (each
-        :func:`compute_observables` without the curves), ``tolerances``, ``comparison`` (rows of
-        :func:`compare`, empty without a reference) and ``files`` written.  Beside it: rdf.csv,
-        angles.csv, bonds.csv, vdos.csv, msd.csv, temperatures.csv, comparison.csv (tables with
-        what the runs have) and rdf.png, angles.png, bonds.png, vdos.png, msd.png, temperatures.png.
-    """
+    """Observables of ``trajectory``, compared with ``reference`` if given: :func:`analyze`'s arguments
+    (but ``out``) and its results, not yet written (a :class:`experiments.outputs.Results`)."""
     def say(message):
         if progress:
             print(f"mld analyze: {message}", file=sys.stderr, flush=True)
