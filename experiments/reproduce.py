@@ -20,7 +20,7 @@ from learning.cp2k.reader import read_trajectory
 
 
 #: NVT steps per variant of the full run's "Beyond the paper" step (0.5 fs each); ``mld beyond --steps`` runs longer.
-BEYOND_STEPS = 4000
+BEYOND_STEPS = 20000
 
 
 def reproduce(data=None, out="mld-reproduce", quick=False, progress=False) -> dict:
