@@ -173,22 +173,27 @@ class FormComparisonExperiment(LearnedLossExperiment):
 
     @staticmethod
     def _figure(table: pd.DataFrame, cp2k: dict | None):
-        """H-O-H angle, non-H2O fraction, |T_O - T_H| and NVE heating per variant; CP2K dashed."""
+        """H-O-H angle, non-H2O fraction, |T_O - T_H| and |NVE heating| (log scale) per variant; CP2K dashed;
+        a variant whose NVT run stopped early is drawn as a red cross (its values: the frames before)."""
         figure, axes = plt.subplots(1, 4, figsize=(14, 3.5))
         x = np.arange(len(table))
+        stopped = table["blew_up"].astype(bool).to_numpy()
         cp2k = cp2k or {}
         gap = (table["T_O_K"] - table["T_H_K"]).abs()
         panels = (("H-O-H angle (°)", table["hoh_angle_mean_deg"], cp2k.get("hoh_angle_mean_deg")),
                   ("molecule-frames not H2O", table["non_h2o_fraction"], cp2k.get("non_h2o_fraction")),
                   ("|T_O - T_H| (K)", gap, None if cp2k.get("T_O_K") is None else abs(cp2k["T_O_K"] - cp2k["T_H_K"])),
-                  ("NVE heating (K/ps)", table["nve_K_per_ps"], None))
+                  ("|NVE heating| (K/ps)", table["nve_K_per_ps"].abs(), None))
         for axis, (label, values, reference) in zip(axes, panels):
-            axis.plot(x, values.astype(float), "o", color="tab:green", ms=8)
+            values = values.astype(float).to_numpy()
+            axis.plot(x[~stopped], values[~stopped], "o", color="tab:green", ms=8)
+            axis.plot(x[stopped], values[stopped], "x", color="tab:red", ms=9, mew=2)
             if reference is not None:
                 axis.axhline(reference, ls="--", color="tab:blue", label="CP2K")
                 axis.legend(fontsize=8)
             axis.set_xticks(x, table["variant"], rotation=30, ha="right", fontsize=8)
             axis.set_ylabel(label)
+        axes[-1].set_yscale("log")
         figure.tight_layout()
         return figure
 
