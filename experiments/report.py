@@ -50,9 +50,11 @@ def _beyond_section(b: dict | None) -> list[str]:
     if not b:
         return []
 
+    def number(value, scale, digits):
+        return "—" if value is None else f"{value:.1e}" if digits is None else _f(scale * value, digits)
+
     def learned(v, key, scale=1.0, digits=1):
-        value = ((v["observables"] or {}).get(key) or {}).get("learned")
-        return _f(None if value is None else scale * value, digits)
+        return number(((v["observables"] or {}).get(key) or {}).get("learned"), scale, digits)
 
     def row(name, v):
         rmse, nve, obs = v["test_rmse"] or {}, v["nve"], v["observables"] or {}
@@ -63,10 +65,10 @@ def _beyond_section(b: dict | None) -> list[str]:
             status += f"; stopped at step {v['nvt_steps']}"
         return (f"| {name} | {_f(rmse.get('O'))} / {_f(rmse.get('H'))} | {learned(v, 'hoh_angle_mean_deg')} | "
                 f"{learned(v, 'non_h2o_fraction', 100)} | {learned(v, 'T_O_K', digits=0)} / {learned(v, 'T_H_K', digits=0)} | "
-                f"{learned(v, 'com_kinetic_share', digits=5)} | {drift} | {learned(v, 'min_distance_A', digits=2)} | {status} |")
+                f"{learned(v, 'com_kinetic_share', digits=None)} | {drift} | {learned(v, 'min_distance_A', digits=2)} | {status} |")
 
     c = b["cp2k"] or {}
-    cp2k = lambda key, scale=1.0, digits=1: _f(None if c.get(key) is None else scale * c[key], digits)  # noqa: E731
+    cp2k = lambda key, scale=1.0, digits=1: number(c.get(key), scale, digits)  # noqa: E731
     return [
         "## Beyond the paper: own vs shared losses, radial vs many-body invariants",
         "",
@@ -80,7 +82,7 @@ def _beyond_section(b: dict | None) -> list[str]:
         "|---|---|---|---|---|---|---|---|---|",
         *[row(name, v) for name, v in b["variants"].items()],
         f"| CP2K | — | {cp2k('hoh_angle_mean_deg')} | {cp2k('non_h2o_fraction', 100)} | {cp2k('T_O_K', digits=0)} / "
-        f"{cp2k('T_H_K', digits=0)} | {cp2k('com_kinetic_share', digits=5)} | — | {cp2k('min_distance_A', digits=2)} | — |",
+        f"{cp2k('T_H_K', digits=0)} | {cp2k('com_kinetic_share', digits=None)} | — | {cp2k('min_distance_A', digits=2)} | — |",
         "",
         "![variants](beyond/variants.png)",
         "",
