@@ -149,7 +149,7 @@ class FormComparisonExperiment(LearnedLossExperiment):
             comparison = observe(learned, reference).summary["comparison"]
         summary = {
             "form": form, "invariants": invariants, "cutoff_A": cutoff, "fit_s": fit_s,
-            "test_rmse": getattr(loss, "provenance", {}).get("metrics"),
+            "test_rmse": loss.provenance.get("metrics"),
             "nve": {**drift, "steps": int(nve.steps), "blew_up": nve_stop},
             "nvt_steps": int(nvt.steps), "nvt_s_per_step": seconds_per_step, "blew_up": nvt_stop,
             "observables": None if comparison is None else

@@ -59,3 +59,10 @@ def test_the_shared_form_conserves_energy_where_the_own_form_heats(compared):
     own_heating_eV_per_ps = own["temperature_K_per_ps"] * 0.5 * (3 * len(trajectory.symbols) - 3) * KB_EV_PER_K
     assert abs(shared["energy_eV_per_ps"]) < 1.0  # over 20 fs: Verlet's bounded energy error, no trend yet
     assert own_heating_eV_per_ps > 20 * abs(shared["energy_eV_per_ps"])
+
+
+def test_mld_beyond_names_an_unknown_variant_in_one_line(tmp_path, capsys):
+    from experiments.cli import main
+
+    assert main(["beyond", "--variants", "shared/pairs", "--steps", "10", "--out", str(tmp_path)]) == 2
+    assert "--variants must name some of own/radial" in capsys.readouterr().err
