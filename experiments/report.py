@@ -60,6 +60,8 @@ def _beyond_section(b: dict | None) -> list[str]:
         rmse, nve, obs = v["test_rmse"] or {}, v["nve"], v["observables"] or {}
         drift = (f"{_f(nve.get('energy_eV_per_ps'), 3)} eV/ps" if v["form"] == "shared"
                  else f"{_f(nve.get('temperature_K_per_ps'), 0)} K/ps")
+        if nve.get("blew_up"):
+            drift = f"blew up at step {nve['steps']}"
         status = f"{sum(o['status'] == 'pass' for o in obs.values())}/{len(obs)} pass" if obs else "—"
         if v["blew_up"]:
             status += f"; stopped at step {v['nvt_steps']}"
