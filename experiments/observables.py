@@ -313,6 +313,10 @@ def compute_observables(traj: TrajectoryData, reference_frames: int | None = Non
     return result
 
 
+#: Upper end of the stretch band's window (cm^-1): a spectrum must reach it to place both bands.
+STRETCH_MAX_CM1 = 4000.0
+
+
 def _spectra(traj: TrajectoryData, reference_frames: int | None, result: dict) -> None:
     """VDOS per species (Welch segments of ``reference_frames``) and the H bend and stretch bands."""
     summary, missing, arrays = result["summary"], result["missing"], result["arrays"]
@@ -326,10 +330,14 @@ def _spectra(traj: TrajectoryData, reference_frames: int | None, result: dict) -
     wavenumbers, spectra = analysis.vdos(traj.velocities, traj.symbols, traj.masses, traj.dt_fs, segment)
     arrays["vdos"] = {"wavenumbers": wavenumbers, **spectra}
     summary["spectral_resolution_cm1"] = analysis.spectral_resolution_cm1(segment or traj.n_frames, traj.dt_fs)
-    if "H" in spectra:
-        summary.update({f"{band}_cm1": k for band, k in analysis.band_positions(wavenumbers, spectra["H"]).items()})
-    else:
+    nyquist = float(wavenumbers[-1])
+    if "H" not in spectra:
         _skip(missing, SPECTRAL, "no H atoms")
+    elif nyquist < STRETCH_MAX_CM1:
+        _skip(missing, SPECTRAL, f"frames {traj.dt_fs:g} fs apart resolve only up to {nyquist:.0f} cm^-1; "
+                                 f"the bands need {STRETCH_MAX_CM1:.0f} (write frames more often)")
+    else:
+        summary.update({f"{band}_cm1": k for band, k in analysis.band_positions(wavenumbers, spectra["H"]).items()})
 
 
 def _transport(traj: TrajectoryData, result: dict) -> None:

@@ -51,14 +51,37 @@ class WaterSimulationConfig:
     progress: bool = False
 
 
-def heating_rate(table: pd.DataFrame) -> dict:
-    """Slopes of temperature (K/ps) and of KE + 1/2 sum H (eV/ps) of an NVE run's model table."""
+def heating_rate(table: pd.DataFrame, shared: bool = False) -> dict:
+    """Linear-fit slopes of an NVE run's model table: temperature (K/ps) and energy (eV/ps).
+
+    The energy is KE + 1/2 sum_k H_k for the paper's own losses (their reading as a pair potential),
+    and KE + sum_k H_k for ``shared`` losses, whose forces are -grad sum_k H_k (the conserved E).
+    """
     t_ps = table["time_fs"].to_numpy() / 1000.0
     slope = lambda y: float(np.polyfit(t_ps, y, 1)[0])  # noqa: E731
+    potential = (2.0 if shared else 1.0) * table["potential_half_sum"]
     return {
         "temperature_K_per_ps": slope(table["temperature"].to_numpy()),
-        "energy_eV_per_ps": slope((table["kinetic_energy"] + table["potential_half_sum"]).to_numpy()),
+        "energy_eV_per_ps": slope((table["kinetic_energy"] + potential).to_numpy()),
     }
+
+
+def run_or_stop(model, n_steps: int, limit: float | None, progress: bool, label: str) -> str | None:
+    """Run ``model`` guarded (:func:`run_guarded`); a blow-up is a result (its message, the rows so far
+    kept), not a crash.  Returns None when all ``n_steps`` ran."""
+    try:
+        run_guarded(model, n_steps, limit, progress, label)
+    except SimulationBlewUp as blow_up:
+        return str(blow_up)
+    return None
+
+
+def collected_trajectory(model, source: str = "learned NVT run") -> TrajectoryData:
+    """The positions and velocities a model collected (``collect_positions``/``collect_velocities``)."""
+    table = model.datacollector.get_model_vars_dataframe()
+    return TrajectoryData(list(model.symbols), np.stack(table["positions"].to_list()),
+                          np.stack(table["velocities"].to_list()), model.box, table["time_fs"].to_numpy(),
+                          model.masses, source, "mld")
 
 
 #: Fewest collected frames of the NVT run that the comparison (spectra, windows) can use.
@@ -79,14 +102,6 @@ class WaterSimulationExperiment(LearnedLossExperiment):
             seed=cfg.seed, zero_net_force=False, collect_positions=True, collect_velocities=True,
         )
 
-    def _run(self, model, n_steps, limit, label) -> str | None:
-        """Run guarded; a blow-up is a result (its message, the rows so far kept), not a crash."""
-        try:
-            run_guarded(model, n_steps, limit, self.config.progress, label)
-        except SimulationBlewUp as blow_up:
-            return str(blow_up)
-        return None
-
     def run(self) -> Results:
         cfg = self.config
         self.load_inputs()
@@ -98,20 +113,18 @@ class WaterSimulationExperiment(LearnedLossExperiment):
         limit = cfg.max_temperature_factor * target
 
         nve = self._model(start, None)
-        nve_stop = self._run(nve, cfg.nve_steps, limit, "NVE heating")
+        nve_stop = run_or_stop(nve, cfg.nve_steps, limit, cfg.progress, "NVE heating")
         heating = {**heating_rate(nve.datacollector.get_model_vars_dataframe()), "steps": int(nve.steps),
                    "blew_up": nve_stop}
 
         nvt = self._model(start, NoseHooverChain(target, cfg.tdamp_fs, cfg.chain_length))
-        self.nvt_stop = self._run(nvt, n_steps, limit, "NVT run")
+        self.nvt_stop = run_or_stop(nvt, n_steps, limit, cfg.progress, "NVT run")
         table = nvt.datacollector.get_model_vars_dataframe()
         if len(table) < MIN_FRAMES:
             raise ValueError(f"the learned NVT run is too short to compare with CP2K ({self.nvt_stop})")
-        learned = np.stack(table["positions"].to_list())
+        self.learned = collected_trajectory(nvt)
+        learned = self.learned.positions
         reference = traj.positions[start:]
-        self.learned = TrajectoryData(list(traj.symbols), learned, np.stack(table["velocities"].to_list()),
-                                      traj.box, table["time_fs"].to_numpy(), nvt.masses,
-                                      "learned NVT run", "mld")
         self.reference = from_cp2k(traj, start)
         return self._compare(traj, learned, table, reference, start, target, heating)
 

@@ -60,6 +60,9 @@ def test_reproduce_quick_writes_every_figure_table_and_the_report(reproduced):
     report = (reproduced / "report.md").read_text()
     assert "Water as a physicist checks it" in report and "| pass |" in report
     assert "Table 1" in report and "| O | quadratic |" in report and "0.31" in report
+    assert "## Beyond the paper" in report and "| shared/many-body |" in report and "| own/radial |" in report
+    assert (reproduced / "beyond" / "variants.png").stat().st_size > 10_000
+    assert set(summary["beyond"]["variants"]) == {"shared/many-body", "own/radial"}
     AgentLosses.load(reproduced / "losses.json")
 
 
@@ -132,7 +135,7 @@ def test_bad_simulate_input_is_one_line_exit_2_and_leaves_nothing(arguments, mes
 def test_the_water_experiment_reports_a_blow_up_as_a_result(reproduced, small_run):
     from environment.integrators import VelocityVerlet
     from environment.model import MolecularModel
-    from experiments.water import WaterSimulationExperiment
+    from experiments.water import WaterSimulationExperiment, run_or_stop
     from learning.cp2k.reader import read_trajectory
 
     trajectory = read_trajectory(small_run)
@@ -143,7 +146,7 @@ def test_the_water_experiment_reports_a_blow_up_as_a_result(reproduced, small_ru
                                            max_force=1e9)
     model = MolecularModel(trajectory.symbols, trajectory.positions[50], trajectory.box, losses,
                            velocities=trajectory.velocities[50], integrator=VelocityVerlet(0.5, None, 1e9))
-    assert "blew up at step" in experiment._run(model, 30, 4000.0, "NVE")  # recorded, not raised
+    assert "blew up at step" in run_or_stop(model, 30, 4000.0, False, "NVE")  # recorded, not raised
     with pytest.raises(ValueError, match="too short to compare with CP2K .*blew up at step"):
         experiment.run()
 

@@ -14,10 +14,10 @@ import sys
 import warnings
 from importlib import metadata
 
-from experiments.cli import analyze, app, bench, dft, fit, run, sweep
+from experiments.cli import analyze, app, bench, beyond, dft, fit, run, sweep
 
 #: The command groups, in the order they appear in ``mld --help``.
-COMMAND_GROUPS = (run, analyze, sweep, app, fit, dft, bench)
+COMMAND_GROUPS = (run, analyze, beyond, sweep, app, fit, dft, bench)
 
 
 class DefaultsHelpFormatter(argparse.HelpFormatter):

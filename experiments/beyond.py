@@ -1,0 +1,203 @@
+"""Beyond the paper: own vs shared losses and radial vs many-body invariants, as one experiment.
+
+Each variant ``FORM/INVARIANTS`` is learned from the CP2K run (:func:`learning.fitting.learn`,
+quadratic, eq. 4.5; relative force RMSE 5.2 on the test split) and then drives the same water runs
+as :mod:`experiments.water` (Sec. 5.3): Newtonian NVT (velocity Verlet, eq. 4.6, with a Nosé–Hoover
+thermostat at the CP2K run's mean temperature, no force clipping) from the first equilibrated CP2K
+frame, compared with CP2K by :func:`experiments.observables.observe`, and a short NVE run from the
+same frame: the ``shared`` form (every agent descends E = sum_k H_k) conserves E, so its drift (eV/ps)
+measures the integrator; the paper's ``own`` form has no E and heats (K/ps).
+
+Variants: ``radial`` is the paper's 18 weight functions (4.2-4.4) cut smoothly at 4.5 angstrom;
+``many-body`` is the radial + angular descriptor set of :func:`learning.fitting.descriptor_set`.
+Units: angstrom, fs, amu, eV, K.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from environment.integrators import VelocityVerlet
+from environment.model import MolecularModel
+from environment.thermostats import NoseHooverChain
+from experiments.base import LearnedLossExperiment
+from experiments.observables import TOLERANCES, from_cp2k, observe
+from experiments.outputs import Results
+from experiments.water import MIN_FRAMES, collected_trajectory, heating_rate, run_or_stop
+from learning.cp2k.reader import read_trajectory
+from learning.fitting import learn
+
+#: Variant name -> (form, invariants, cutoff in angstrom; None: the many-body set's default).
+VARIANTS = {
+    "own/radial": ("own", "paper", 4.5),
+    "own/many-body": ("own", "many-body", None),
+    "shared/radial": ("shared", "paper", 4.5),
+    "shared/many-body": ("shared", "many-body", None),
+}
+#: The observables compared with CP2K for every variant (keys of :data:`experiments.observables.OBSERVABLES`).
+COMPARED = ("hoh_angle_mean_deg", "oh_bond_mean_A", "non_h2o_fraction", "bend_cm1", "stretch_cm1",
+            "T_O_K", "T_H_K", "com_kinetic_share", "min_distance_A")
+
+
+@dataclass
+class FormComparisonConfig:
+    """Settings of the comparison (times in fs, temperatures in K).
+
+    ``stride``: fit on every stride-th frame of the run (splits of Sec. 5.1 within those);
+    ``steps``: NVT steps of ``dt``, collected every ``every`` steps; ``nve_steps``: the NVE run for the
+    drift; ``temperature_K=None``: the CP2K run's mean temperature after ``equilibration`` (a fraction
+    of the run); ``start_frame=None``: its first equilibrated frame.
+    """
+
+    data: str | None = None
+    variants: tuple[str, ...] = tuple(VARIANTS)
+    stride: int = 4
+    steps: int = 2000
+    every: int = 2
+    nve_steps: int = 400
+    equilibration: float = 0.2
+    start_frame: int | None = None
+    dt: float = 0.5
+    temperature_K: float | None = None
+    tdamp_fs: float = 25.0
+    chain_length: int = 1
+    zero_net_force: bool = True
+    max_temperature_factor: float = 10.0
+    seed: int = 42
+    progress: bool = False
+
+
+def loss_file_name(variant: str) -> str:
+    """``losses_<form>_<invariants>.json`` of a variant."""
+    return "losses_" + variant.replace("/", "_") + ".json"
+
+
+class FormComparisonExperiment(LearnedLossExperiment):
+    """Own vs shared and radial vs many-body losses: fit, NVT and NVE runs, water observables vs CP2K.
+
+    ``losses`` (optional) maps variant -> an already learned loss, which is then not refitted.
+    After :meth:`run`, ``self.losses`` holds every variant's loss (:meth:`save` writes them).
+    """
+
+    Config = FormComparisonConfig
+    name = "beyond"
+
+    def run(self) -> Results:
+        cfg = self.config
+        unknown = [v for v in cfg.variants if v not in VARIANTS]
+        if unknown or not cfg.variants:
+            raise ValueError(f"--variants must name some of {', '.join(VARIANTS)}, got {', '.join(cfg.variants)}")
+        if cfg.stride < 1 or cfg.every < 1 or cfg.steps < 1:
+            raise ValueError("stride, every and steps must be positive")
+        if self.trajectory is None:
+            self.trajectory = read_trajectory(cfg.data)
+        traj = self.trajectory
+        self.losses = dict(self.losses or {})
+        start = self.start_frame()
+        target = cfg.temperature_K or float(np.mean(traj.temperature[int(round(cfg.equilibration * len(traj))):]))
+        reference = from_cp2k(traj, start)
+        rows, variants, cp2k = [], {}, None
+        for variant in cfg.variants:
+            summary, comparison = self._variant(variant, start, target, reference)
+            variants[variant] = summary
+            if comparison is not None:
+                cp2k = cp2k or {r["observable"]: r["reference"] for r in comparison}
+            rows.append(self._row(variant, summary))
+        table = pd.DataFrame(rows)
+        summary = {"start_frame": int(start), "target_temperature_K": target, "fit_frames": len(range(0, len(traj), cfg.stride)),
+                   "thermostat": f"Nose-Hoover chain, length {cfg.chain_length}, tdamp {cfg.tdamp_fs} fs",
+                   "cp2k": cp2k, "tolerances": {k: TOLERANCES.get(k) for k in COMPARED}, "variants": variants}
+        return Results(summary, {"variants": table}, {"variants": self._figure(table, cp2k)})
+
+    def _model(self, loss, frame: int, thermostat, every: int = 1) -> MolecularModel:
+        traj, cfg = self.trajectory, self.config
+        return MolecularModel(traj.symbols, traj.positions[frame], traj.box, loss, velocities=traj.velocities[frame],
+                              integrator=VelocityVerlet(cfg.dt, thermostat, None), seed=cfg.seed, collect_every=every,
+                              zero_net_force=cfg.zero_net_force, collect_positions=True, collect_velocities=True)
+
+    def _variant(self, variant: str, start: int, target: float, reference):
+        """Fit (unless given), NVE drift, NVT run and its observables against CP2K for one variant."""
+        cfg = self.config
+        form, invariants, cutoff = VARIANTS[variant]
+        fit_s = None
+        if variant not in self.losses:
+            began = time.perf_counter()
+            self.losses[variant] = learn(self.trajectory.frames(slice(None, None, cfg.stride)), form, invariants,
+                                         "quadratic", cutoff=cutoff)
+            fit_s = time.perf_counter() - began
+        loss = self.losses[variant]
+        limit = cfg.max_temperature_factor * target
+
+        nve = self._model(loss, start, None)
+        nve_stop = run_or_stop(nve, cfg.nve_steps, limit, cfg.progress, f"{variant} NVE")
+        nve_table = nve.datacollector.get_model_vars_dataframe()
+        drift = heating_rate(nve_table, shared=form == "shared") if len(nve_table) > 2 else {}
+
+        nvt = self._model(loss, start, NoseHooverChain(target, cfg.tdamp_fs, cfg.chain_length), cfg.every)
+        began = time.perf_counter()
+        nvt_stop = run_or_stop(nvt, cfg.steps, limit, cfg.progress, f"{variant} NVT")
+        seconds_per_step = (time.perf_counter() - began) / max(nvt.steps, 1)
+        learned = collected_trajectory(nvt, f"{variant} NVT run")
+        comparison = None
+        if learned.n_frames >= MIN_FRAMES:
+            comparison = observe(learned, reference).summary["comparison"]
+        summary = {
+            "form": form, "invariants": invariants, "cutoff_A": cutoff, "fit_s": fit_s,
+            "test_rmse": loss.provenance.get("metrics"),
+            "nve": {**drift, "steps": int(nve.steps), "blew_up": nve_stop},
+            "nvt_steps": int(nvt.steps), "nvt_s_per_step": seconds_per_step, "blew_up": nvt_stop,
+            "observables": None if comparison is None else
+            {r["observable"]: {"learned": r["learned"], "status": r["status"]} for r in comparison if r["observable"] in COMPARED},
+        }
+        return summary, comparison
+
+    @staticmethod
+    def _row(variant: str, s: dict) -> dict:
+        """One CSV row: the variant's numbers, flat."""
+        rmse = s["test_rmse"] or {}
+        row = {"variant": variant, "rmse_O": rmse.get("O"), "rmse_H": rmse.get("H"), "fit_s": s["fit_s"],
+               "nvt_steps": s["nvt_steps"], "s_per_step": s["nvt_s_per_step"],
+               "nve_K_per_ps": s["nve"].get("temperature_K_per_ps"), "nve_eV_per_ps": s["nve"].get("energy_eV_per_ps"),
+               "blew_up": s["blew_up"] or ""}
+        for key in COMPARED:
+            row[key] = (s["observables"] or {}).get(key, {}).get("learned")
+        passed = [o["status"] for o in (s["observables"] or {}).values()]
+        row["passed"] = f"{passed.count('pass')}/{len(passed)}"
+        return row
+
+    @staticmethod
+    def _figure(table: pd.DataFrame, cp2k: dict | None):
+        """H-O-H angle, non-H2O fraction, |T_O - T_H| and |NVE heating| (log scale) per variant; CP2K dashed;
+        a variant whose NVT run stopped early is drawn as a red cross (its values: the frames before)."""
+        figure, axes = plt.subplots(1, 4, figsize=(14, 3.5))
+        x = np.arange(len(table))
+        stopped = table["blew_up"].astype(bool).to_numpy()
+        cp2k = cp2k or {}
+        gap = (table["T_O_K"] - table["T_H_K"]).abs()
+        panels = (("H-O-H angle (°)", table["hoh_angle_mean_deg"], cp2k.get("hoh_angle_mean_deg")),
+                  ("molecule-frames not H2O", table["non_h2o_fraction"], cp2k.get("non_h2o_fraction")),
+                  ("|T_O - T_H| (K)", gap, None if cp2k.get("T_O_K") is None else abs(cp2k["T_O_K"] - cp2k["T_H_K"])),
+                  ("|NVE heating| (K/ps)", table["nve_K_per_ps"].abs(), None))
+        for axis, (label, values, reference) in zip(axes, panels):
+            values = values.astype(float).to_numpy()
+            axis.plot(x[~stopped], values[~stopped], "o", color="tab:green", ms=8)
+            axis.plot(x[stopped], values[stopped], "x", color="tab:red", ms=9, mew=2)
+            if reference is not None:
+                axis.axhline(reference, ls="--", color="tab:blue", label="CP2K")
+                axis.legend(fontsize=8)
+            axis.set_xticks(x, table["variant"], rotation=30, ha="right", fontsize=8)
+            axis.set_ylabel(label)
+        axes[-1].set_yscale("log")
+        figure.tight_layout()
+        return figure
+
+    def save(self, out_dir) -> list[Path]:
+        """Results (summary.json, variants.csv, variants.png) and every variant's ``losses_<form>_<invariants>.json``."""
+        written = super().save(out_dir)
+        return written + [loss.save(Path(out_dir) / loss_file_name(variant)) for variant, loss in self.losses.items()]
