@@ -31,6 +31,7 @@ from experiments.observables import (
     analyze,
     compare,
     compute_observables,
+    from_cp2k,
     read_any_trajectory,
 )
 from learning.cp2k.reader import default_data_path, read_trajectory
@@ -311,3 +312,10 @@ def test_own_extxyz_reads_back_positions_velocities_times_and_masses(tmp_path):
     path.write_text(path.read_text().replace("Lattice=", "Cell="))
     with pytest.raises(ValueError, match="no cell"):
         read_any_trajectory(path)
+
+
+def test_frames_too_far_apart_for_the_bands_are_skipped_with_the_reason():
+    run = read_trajectory().frames(slice(None, None, 50))  # 25 fs apart: spectra reach only 667 cm^-1
+    result = compute_observables(from_cp2k(run))
+    assert result["summary"]["bend_cm1"] is None and result["summary"]["stretch_cm1"] is None
+    assert "resolve only up to" in result["missing"]["bend_cm1"]["reason"]
