@@ -34,3 +34,19 @@ def embedded_run_dir(tmp_path_factory) -> Path:
         elif item.name.endswith(".inp"):
             shutil.copy(item, folder / item.name)
     return folder
+
+
+def embedded_run_slice(folder: Path, n_frames: int) -> Path:
+    """The first ``n_frames`` frames of the embedded CP2K run (positions, velocities, forces, energies)
+    written into ``folder`` as a run directory of its own; returns ``folder``."""
+    source = default_data_path().parent
+    shutil.copy(source / "h2o-32.inp", folder / "h2o-32.inp")
+    for name in ("pos", "vel", "frc"):
+        with lzma.open(source / f"h2o-32-{name}-1.xyz.xz", "rt") as handle:
+            n_atoms = int(handle.readline())
+            handle.seek(0)
+            lines = [handle.readline() for _ in range(n_frames * (n_atoms + 2))]
+        (folder / f"h2o-32-{name}-1.xyz").write_text("".join(lines))
+    with lzma.open(source / "h2o-32-1.ener.xz", "rt") as handle:
+        (folder / "h2o-32-1.ener").write_text("".join(handle.readline() for _ in range(n_frames + 1)))
+    return folder

@@ -1,15 +1,15 @@
 """The main job and the run commands end to end: ``mld reproduce --quick``, ``mld simulate``, ``mld tau``."""
 
 import json
-import lzma
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import embedded_run_slice
+
 from experiments.cli import main
 from experiments.extxyz import read_positions
-from learning.cp2k.reader import default_data_path
 from agents.loss import AgentLosses
 
 FRAMES = 120  # a slice of the embedded run: small enough for the suite, long enough for every split
@@ -18,15 +18,7 @@ FRAMES = 120  # a slice of the embedded run: small enough for the suite, long en
 @pytest.fixture(scope="module")
 def small_run(tmp_path_factory):
     """The first FRAMES frames of the embedded CP2K run, as a run directory of its own."""
-    source = default_data_path().parent
-    run = tmp_path_factory.mktemp("h2o-32-slice")
-    (run / "h2o-32.inp").write_text((source / "h2o-32.inp").read_text())
-    for name in ("pos", "vel", "frc"):
-        lines = lzma.open(source / f"h2o-32-{name}-1.xyz.xz", "rt").read().splitlines(keepends=True)
-        (run / f"h2o-32-{name}-1.xyz").write_text("".join(lines[: FRAMES * (int(lines[0]) + 2)]))
-    ener = lzma.open(source / "h2o-32-1.ener.xz", "rt").read().splitlines(keepends=True)
-    (run / "h2o-32-1.ener").write_text("".join(ener[: FRAMES + 1]))
-    return run
+    return embedded_run_slice(tmp_path_factory.mktemp("h2o-32-slice"), FRAMES)
 
 
 @pytest.fixture(scope="module")

@@ -18,6 +18,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import embedded_run_slice
+
 from agents.loss import AgentLosses, pair_potential_losses
 from environment import LearningDynamics, MolecularModel, NoseHooverChain, VelocityVerlet, water_box
 from environment.checkpoint import read_checkpoint
@@ -327,19 +329,8 @@ def test_a_loss_applies_only_in_its_own_box(inputs, tmp_path, capsys):
 
 @pytest.fixture(scope="module")
 def short_run(tmp_path_factory):
-    """20 frames of the embedded CP2K run as a run directory of its own."""
-    import lzma
-
-    from learning.cp2k.reader import default_data_path
-
-    source = default_data_path().parent
-    run = tmp_path_factory.mktemp("h2o-32-short")
-    (run / "h2o-32.inp").write_text((source / "h2o-32.inp").read_text())
-    for name in ("pos", "vel", "frc"):
-        with lzma.open(source / f"h2o-32-{name}-1.xyz.xz", "rt") as handle:
-            lines = [next(handle) for _ in range(20 * 98)]
-        (run / f"h2o-32-{name}-1.xyz").write_text("".join(lines))
-    return run
+    """20 frames of the embedded CP2K run as a run directory of its own (no energy file needed, kept)."""
+    return embedded_run_slice(tmp_path_factory.mktemp("h2o-32-short"), 20)
 
 
 def test_evaluate_warns_when_the_score_is_meaningless(inputs, short_run, tmp_path, capsys):
