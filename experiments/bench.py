@@ -25,6 +25,10 @@ from experiments.timing import seconds_per_step
 from agents.invariants import InvariantSet
 from agents.loss import AgentLosses, SpeciesLoss
 from agents.weights import PAPER_SELECTED, weight_functions
+from agents.descriptor_loss import DescriptorLoss
+from agents.pair_wall import PairWall
+from learning.descriptor_fit import local_quadratic
+from learning.fitting import DEFAULT_CUTOFF, descriptor_set
 
 MODES = ("minimum-image", "cutoff")
 #: Largest system timed with all-pairs sums (its cost grows as N^2).
@@ -43,17 +47,41 @@ def benchmark_losses(seed: int = 0, scale: float = 1e-4) -> AgentLosses:
     return AgentLosses(losses, {"note": "random coefficients for benchmarking"})
 
 
+def benchmark_descriptor_loss(form: str = "shared", seed: int = 0, scale: float = 1e-4) -> DescriptorLoss:
+    """The many-body preset (``mld fit --invariants many-body``: cut radial + angular invariants, r_c 4.5 A,
+    angular 3.5 A) as a quadratic loss of ``form`` with small random coefficients and the repulsive prior
+    of a real fit, which keeps nuclei apart (timing only)."""
+    rng = np.random.default_rng(seed)
+    descriptors = descriptor_set("many-body", ("O", "H"), DEFAULT_CUTOFF)
+    P, Q = len(descriptors), local_quadratic(descriptors)
+    A, B = {}, {}
+    for symbol in ("O", "H"):
+        A[symbol] = rng.normal(size=P) * scale
+        b = rng.normal(size=(len(Q), len(Q))) * scale
+        B[symbol] = np.zeros((P, P))
+        B[symbol][np.ix_(Q, Q)] = b + b.T
+    wall = PairWall({"OO": 1.9, "OH": 0.7, "HH": 1.0}, rc=DEFAULT_CUTOFF)  # the prior of a real fit
+    return DescriptorLoss(descriptors, form, A, B, wall, {"note": "random coefficients for benchmarking"})
+
+
 def bench_size(n_waters: int, steps: int, mode: str = "minimum-image", cutoff: float = 6.0,
-               engine: str = "numba", seed: int = 0, threads: int | None = None) -> dict:
-    """Time up to ``steps`` fast-path steps of ``n_waters`` waters (fewer for very large systems)."""
+               engine: str = "numba", seed: int = 0, threads: int | None = None, invariants: str = "paper",
+               form: str = "own") -> dict:
+    """Time up to ``steps`` fast-path steps of ``n_waters`` waters (fewer for very large systems).
+
+    ``invariants='paper'``: the paper's loss (own form) in ``mode``; ``'many-body'``: the many-body
+    preset in ``form``, its own cutoffs (``mode`` and ``cutoff`` do not apply)."""
     build = water_box if n_waters <= 256 else water_lattice
     symbols, positions, velocities, box = build(n_waters, temperature_K=300.0, seed=seed)
     atoms = len(symbols)
     steps = max(3, min(steps, int(2e7 / (atoms * (atoms if mode == "minimum-image" else 150)))))
-    model = MolecularModel(symbols, positions, box, benchmark_losses(seed), velocities=velocities, seed=seed,
+    if invariants == "many-body":
+        losses, model_cutoff, mode = benchmark_descriptor_loss(form, seed), None, f"many-body, {form} form"
+    else:
+        losses, model_cutoff = benchmark_losses(seed), (cutoff if mode == "cutoff" else None)
+    model = MolecularModel(symbols, positions, box, losses, velocities=velocities, seed=seed,
                            integrator=VelocityVerlet(0.5, NoseHooverChain(300.0, 100.0, chain_length=1)),
-                           engine=engine, cutoff=cutoff if mode == "cutoff" else None, collect_every=10**9,
-                           threads=threads)
+                           engine=engine, cutoff=model_cutoff, collect_every=10**9, threads=threads)
     seconds = steps * seconds_per_step(model, steps)
     return {
         "waters": n_waters, "atoms": atoms, "mode": mode, "engine": engine, "threads": model.evaluator.threads,
@@ -85,7 +113,7 @@ def machine() -> dict:
 
 
 def run_benchmark(sizes, modes, steps: int = 1000, cutoff: float = 6.0, engine: str = "numba",
-                  threads: int | None = None) -> dict:
+                  threads: int | None = None, invariants: str = "paper", form: str = "own") -> dict:
     """Time every size in every mode (ascending sizes); progress lines go to stderr.
 
     Returns:
@@ -98,6 +126,13 @@ def run_benchmark(sizes, modes, steps: int = 1000, cutoff: float = 6.0, engine: 
         raise ValueError(f"--steps must be positive, got {steps}")
     if set(modes) - set(MODES):
         raise ValueError(f"--modes must be among {MODES}, got {modes}")
+    if invariants not in ("paper", "many-body") or form not in ("own", "shared"):
+        raise ValueError(f"--invariants must be paper or many-body and --form own or shared, got {invariants}, {form}")
+    if invariants == "paper" and form != "own":
+        raise ValueError("--form shared needs --invariants many-body (the paper's losses are own-form)")
+    if invariants == "many-body":
+        modes = ["cutoff"]  # the descriptors carry their own cutoffs (4.5 A radial, 3.5 A angular)
+        cutoff = DEFAULT_CUTOFF
     results, skipped = [], []
     for mode in modes:
         for n in sizes:
@@ -108,9 +143,9 @@ def run_benchmark(sizes, modes, steps: int = 1000, cutoff: float = 6.0, engine: 
             if mode == "cutoff" and box < 2 * cutoff:
                 skipped.append(f"{n} waters, cutoff: box {box:.1f} A is under 2 r_c = {2 * cutoff} A")
                 continue
-            row = bench_size(n, steps, mode, cutoff, engine, threads=threads)
+            row = bench_size(n, steps, mode, cutoff, engine, threads=threads, invariants=invariants, form=form)
             results.append(row)
-            print(f"{n} waters, {mode}, {row['threads']} thread{'s' if row['threads'] > 1 else ''}: "
+            print(f"{n} waters, {row['mode']}, {row['threads']} thread{'s' if row['threads'] > 1 else ''}: "
                   f"{row['seconds_per_1000_steps']:.3g} s per 1000 steps, {row['ns_per_atom_step']:.0f} ns per atom-step",
                   file=sys.stderr)
     return {

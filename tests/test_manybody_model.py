@@ -89,3 +89,13 @@ def test_the_net_force_of_own_form_losses_is_removed_by_default():
     start = (MolecularModel(symbols, positions, box, losses).masses[:, None] * velocities).sum(0)
     np.testing.assert_allclose(runs[True], start, atol=1e-12)  # momentum conserved
     assert np.abs(runs[False] - start).max() > 1e-6  # the own form pushes the centre of mass
+
+
+def test_the_benchmark_times_the_many_body_shared_model():
+    from experiments.bench import run_benchmark
+
+    report = run_benchmark([32], ["minimum-image"], steps=3, invariants="many-body", form="shared", threads=1)
+    (row,) = report["results"]
+    assert row["mode"] == "many-body, shared form" and row["atoms"] == 96 and row["seconds_per_1000_steps"] > 0
+    with pytest.raises(ValueError, match="--form shared needs --invariants many-body"):
+        run_benchmark([32], ["minimum-image"], steps=3, form="shared")

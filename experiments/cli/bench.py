@@ -11,7 +11,8 @@ from experiments.bench import run_benchmark
 def _bench(args) -> int:
     sizes = [n for n in str(args.waters).split(",") if n.strip()]
     modes = [m.strip() for m in str(args.modes).split(",") if m.strip()]
-    print(json.dumps(run_benchmark(sizes, modes, args.steps, args.cutoff, args.engine, args.threads), indent=1))
+    print(json.dumps(run_benchmark(sizes, modes, args.steps, args.cutoff, args.engine, args.threads, args.invariants,
+                                   args.form), indent=1))
     return 0
 
 
@@ -24,4 +25,8 @@ def register(subparsers, common) -> None:
     p.add_argument("--engine", choices=["numba", "numpy"], default="numba")
     p.add_argument("--threads", type=int, default=None,
                    help=f"numba threads (default: 1 below {SERIAL_BELOW_ATOMS} atoms, else all cores; each row says how many it used)")
+    p.add_argument("--invariants", choices=["paper", "many-body"], default="paper",
+                   help="paper: the paper's 7 weight functions per species (default); many-body: the many-body preset")
+    p.add_argument("--form", choices=["own", "shared"], default="own",
+                   help="own (default; the only form of the paper's losses) or shared (many-body only)")
     p.set_defaults(func=_bench)
