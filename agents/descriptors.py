@@ -38,6 +38,7 @@ from functools import cached_property
 import numpy as np
 
 from agents.cutoff import DEFAULT_WIDTH, SmoothCutoff
+from agents.validation import positive
 from agents.weights import WeightFunction, weight_function
 
 FORMAT = "mld-descriptors/1"
@@ -57,13 +58,6 @@ def _read_number(text: str, what: str) -> float:
         raise ValueError(f"{what}: cannot read the number {text!r}") from None
 
 
-def _positive(name: str, value) -> float:
-    value = float(value)
-    if not np.isfinite(value) or value <= 0:
-        raise ValueError(f"descriptor parameter {name} must be positive and finite, got {value!r}")
-    return value
-
-
 @dataclass(frozen=True)
 class CutRadial:
     """Cutoff radial weight w(r) f_c(r): a weight function of eqs (4.2)-(4.4) times the switch.
@@ -77,7 +71,7 @@ class CutRadial:
     rc: float
 
     def __post_init__(self):
-        object.__setattr__(self, "rc", _positive("rc", self.rc))
+        object.__setattr__(self, "rc", positive("descriptor parameter rc", self.rc))
 
     @property
     def name(self) -> str:
@@ -115,14 +109,14 @@ class Angular:
     rc: float
 
     def __post_init__(self):
-        object.__setattr__(self, "eta", _positive("eta", self.eta))
+        object.__setattr__(self, "eta", positive("descriptor parameter eta", self.eta))
         if float(self.zeta) != int(self.zeta) or int(self.zeta) < 1:
             raise ValueError(f"descriptor parameter zeta must be a positive integer, got {self.zeta!r}")
         object.__setattr__(self, "zeta", int(self.zeta))
         if self.lam not in (1, -1):
             raise ValueError(f"descriptor parameter lambda must be +1 or -1, got {self.lam!r}")
         object.__setattr__(self, "lam", int(self.lam))
-        object.__setattr__(self, "rc", _positive("rc", self.rc))
+        object.__setattr__(self, "rc", positive("descriptor parameter rc", self.rc))
 
     @property
     def name(self) -> str:

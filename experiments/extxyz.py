@@ -5,7 +5,7 @@ the units: ``units="length:angstrom time:fs mass:amu energy:eV temperature:K"``.
 the columns are ``species pos masses momenta``: ``momenta`` in ASE's unit, amu angstrom per ASE time
 unit (``momenta_unit="amu*angstrom/ase_time"``, ``ase_time_fs=10.1805...``), so that
 ``ase.io.read(path, ":")`` gives every frame's ``get_velocities()`` and ``get_temperature()``.  The
-velocity in angstrom/fs is ``momenta / masses * ASE_FS``; :func:`read_frames` does that conversion.
+velocity in angstrom/fs is ``momenta / masses * VELOCITY_ASE_A_PER_FS``; :func:`read_frames` does that conversion.
 
 :class:`TrajectoryWriter` appends frames to a file in one ``write`` each (so a killed run leaves whole
 frames, except perhaps the very last), optionally gzip-compressed (one gzip member per frame: the
@@ -22,9 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from agents.species import species as make_species
+from learning.labelled import VELOCITY_ASE_A_PER_FS
 
-#: ASE's femtosecond in its own time unit (``ase.units.fs``, CODATA 2014): v [A/fs] = momenta / masses * ASE_FS.
-ASE_FS = 0.09822694788464063
 UNITS = "length:angstrom time:fs mass:amu energy:eV temperature:K"
 
 
@@ -49,11 +48,11 @@ def format_frame(symbols, positions, box, velocities=None, masses=None, **info) 
         rows = (f"{s:<2s} {x:16.10f} {y:16.10f} {z:16.10f}" for s, (x, y, z) in zip(symbols, positions))
     else:
         properties = "species:S:1:pos:R:3:masses:R:1:momenta:R:3"
-        units += ' momenta_unit="amu*angstrom/ase_time" ase_time_fs=' + f"{1.0 / ASE_FS:.12g}"
+        units += ' momenta_unit="amu*angstrom/ase_time" ase_time_fs=' + f"{1.0 / VELOCITY_ASE_A_PER_FS:.12g}"
         if masses is None:
             masses = [make_species(s).mass for s in symbols]
         masses = np.asarray(masses, dtype=float)
-        momenta = masses[:, None] * np.asarray(velocities, dtype=float) / ASE_FS
+        momenta = masses[:, None] * np.asarray(velocities, dtype=float) / VELOCITY_ASE_A_PER_FS
         rows = (f"{s:<2s} {x:16.10f} {y:16.10f} {z:16.10f} {m:.10g} {px:17.10e} {py:17.10e} {pz:17.10e}"
                 for s, (x, y, z), m, (px, py, pz) in zip(symbols, positions, masses, momenta))
     header = f'{lattice} Properties={properties} pbc="T T T" {extras} {units}'.replace("  ", " ")
@@ -158,7 +157,7 @@ def read_frames(path) -> list[dict]:
 
         velocities = None
         if "momenta" in columns:
-            velocities = column("momenta") / column("masses") * ASE_FS
+            velocities = column("momenta") / column("masses") * VELOCITY_ASE_A_PER_FS
         elif "vel" in columns:
             velocities = column("vel")
         box = float(header["Lattice"].split()[0])

@@ -18,7 +18,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from ase import io as ase_io
-from ase.units import fs as ase_fs
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
@@ -28,6 +27,7 @@ from environment.kinetics import kinetic_energy
 from experiments import analysis
 from experiments.outputs import Results, plain
 from learning.cp2k.reader import COMPRESSED, read_trajectory
+from learning.labelled import VELOCITY_ASE_A_PER_FS
 
 #: Molecular pairs of the radial distribution functions.
 PAIRS = (("O", "O"), ("O", "H"), ("H", "H"))
@@ -190,7 +190,7 @@ def _read_ase(path: Path) -> dict:
     if "vel" in first.arrays:  # the project's own column, already angstrom/fs
         velocities = [atoms.arrays["vel"] for atoms in frames]
     elif first.has("momenta"):
-        velocities = [atoms.get_velocities() * ase_fs for atoms in frames]
+        velocities = [atoms.get_velocities() * VELOCITY_ASE_A_PER_FS for atoms in frames]
     else:
         velocities = None
     potential = [atoms.calc.results.get("energy") if atoms.calc is not None else None for atoms in frames]

@@ -22,7 +22,7 @@ import numpy as np
 
 from agents.species import species as make_species
 from environment.builders import maxwell_boltzmann, water_box
-from experiments.extxyz import ASE_FS
+from learning.labelled import VELOCITY_ASE_A_PER_FS
 from learning.cp2k.reader import COMPRESSED, read_trajectory
 
 
@@ -104,7 +104,7 @@ def _from_ase(path: Path, frame, temperature_K, seed) -> Start:
         raise ValueError(f"--from {path}: {err}") from None
     description = f"{path} last frame" if frame is None else f"{path} frame {frame}"
     if "momenta" in atoms.arrays:
-        velocities = atoms.get_velocities() * ASE_FS
+        velocities = atoms.get_velocities() * VELOCITY_ASE_A_PER_FS
     else:
         target = temperature_K or 300.0
         velocities = maxwell_boltzmann(masses, target, np.random.default_rng(seed))
