@@ -1,10 +1,10 @@
-"""Starting configurations: a box of rigid-geometry water molecules with thermal velocities."""
+"""Starting configurations: a box of rigid-geometry water molecules with thermal velocities, and n^3 tilings of a frame."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from agents.geometry import minimum_image
+from agents.geometry import minimum_image, wrap
 from agents.species import CP2K_MASSES
 from agents.units import AVOGADRO, EV_PER_AMU_A2_FS2, KB_EV_PER_K
 from agents.validation import non_negative, positive
@@ -119,3 +119,36 @@ def water_lattice(n_molecules: int, density_g_cm3: float = 0.997, temperature_K:
     symbols = ["O", "H", "H"] * n_molecules
     masses = [CP2K_MASSES[s] for s in symbols]
     return symbols, np.mod(positions, box), maxwell_boltzmann(masses, temperature_K, rng), box
+
+
+def tile(symbols, positions, box: float, n: int, velocities=None):
+    """``n`` x ``n`` x ``n`` copies of one periodic frame: the same infinite system in a box ``n`` times wider.
+
+    Every atom k of the frame becomes atoms ``c N + k`` for the copies c = (a n + b) n + d, shifted by
+    ``box * (a, b, d)`` (a, b, d in 0..n-1).  The minimum-image distance between atom i of copy c and
+    the nearest copy of atom j in the tiled box is the frame's minimum-image distance r_ij, so any
+    invariant with cutoff r_c <= box / 2 (and its force) on every copy equals the frame's.
+
+    Args:
+        symbols: (N,) species.  positions: (N, 3) angstrom (wrapped into [0, box) first).
+        box: the frame's cubic side (angstrom).  n: copies per axis (1 returns the frame, wrapped).
+        velocities: (N, 3) angstrom/fs, copied unchanged to every copy, or None.
+
+    Returns:
+        symbols (n^3 N,), positions (n^3 N, 3) in [0, n box), velocities (n^3 N, 3) or None, box n * box.
+    """
+    if isinstance(n, bool) or int(n) != n or n < 1:
+        raise ValueError(f"n (copies per axis) must be a positive integer, got {n!r}")
+    n, box = int(n), positive("box", box)
+    positions = np.asarray(positions, dtype=float)
+    if positions.ndim != 2 or positions.shape[1] != 3 or len(positions) != len(symbols):
+        raise ValueError(f"positions must have shape ({len(symbols)}, 3) for {len(symbols)} symbols, "
+                         f"got {positions.shape}")
+    shifts = box * np.stack(np.meshgrid(*[np.arange(n)] * 3, indexing="ij"), -1).reshape(-1, 1, 3)
+    tiled = (wrap(positions, box)[None] + shifts).reshape(-1, 3)
+    if velocities is not None:
+        velocities = np.asarray(velocities, dtype=float)
+        if velocities.shape != positions.shape:
+            raise ValueError(f"velocities must have the shape of positions {positions.shape}, got {velocities.shape}")
+        velocities = np.tile(velocities, (n**3, 1))
+    return [str(s) for s in symbols] * n**3, tiled, velocities, n * box
