@@ -121,6 +121,11 @@ def water_lattice(n_molecules: int, density_g_cm3: float = 0.997, temperature_K:
     return symbols, np.mod(positions, box), maxwell_boltzmann(masses, temperature_K, rng), box
 
 
+def copy_offsets(n: int, box: float) -> np.ndarray:
+    """(n^3, 3) shifts (angstrom) of the copies of :func:`tile`: ``box * (a, b, d)``, copy c = (a n + b) n + d."""
+    return box * np.stack(np.meshgrid(*[np.arange(n)] * 3, indexing="ij"), -1).reshape(-1, 3)
+
+
 def tile(symbols, positions, box: float, n: int, velocities=None):
     """``n`` x ``n`` x ``n`` copies of one periodic frame: the same infinite system in a box ``n`` times wider.
 
@@ -144,8 +149,7 @@ def tile(symbols, positions, box: float, n: int, velocities=None):
     if positions.ndim != 2 or positions.shape[1] != 3 or len(positions) != len(symbols):
         raise ValueError(f"positions must have shape ({len(symbols)}, 3) for {len(symbols)} symbols, "
                          f"got {positions.shape}")
-    shifts = box * np.stack(np.meshgrid(*[np.arange(n)] * 3, indexing="ij"), -1).reshape(-1, 1, 3)
-    tiled = (wrap(positions, box)[None] + shifts).reshape(-1, 3)
+    tiled = (wrap(positions, box)[None] + copy_offsets(n, box)[:, None]).reshape(-1, 3)
     if velocities is not None:
         velocities = np.asarray(velocities, dtype=float)
         if velocities.shape != positions.shape:

@@ -46,21 +46,20 @@ COMPARED = ("hoh_angle_mean_deg", "oh_bond_mean_A", "non_h2o_fraction", "bend_cm
 
 
 @dataclass
-class FormComparisonConfig:
-    """Settings of the comparison (times in fs, temperatures in K).
+class NVTProtocol:
+    """The NVT protocol of ``mld beyond`` (times in fs, temperatures in K).
 
     ``stride``: fit on every stride-th frame of the run (splits of Sec. 5.1 within those);
-    ``steps``: NVT steps of ``dt``, collected every ``every`` steps; ``nve_steps``: the NVE run for the
-    drift; ``temperature_K=None``: the CP2K run's mean temperature after ``equilibration`` (a fraction
-    of the run); ``start_frame=None``: its first equilibrated frame.
+    ``steps``: NVT steps of ``dt``, collected every ``every`` steps; ``temperature_K=None``: the CP2K
+    run's mean temperature after ``equilibration`` (a fraction of the run); ``start_frame=None``: its
+    first equilibrated frame.  Velocity Verlet, Nosé–Hoover chain of ``chain_length`` with ``tdamp_fs``,
+    no force clipping; a run stops (a result, not a crash) above ``max_temperature_factor`` x target.
     """
 
     data: str | None = None
-    variants: tuple[str, ...] = tuple(VARIANTS)
     stride: int = 4
     steps: int = 2000
     every: int = 2
-    nve_steps: int = 400
     equilibration: float = 0.2
     start_frame: int | None = None
     dt: float = 0.5
@@ -73,9 +72,37 @@ class FormComparisonConfig:
     progress: bool = False
 
 
+@dataclass
+class FormComparisonConfig(NVTProtocol):
+    """:class:`NVTProtocol` for every variant, and ``nve_steps`` of NVE from the same frame for the drift."""
+
+    variants: tuple[str, ...] = tuple(VARIANTS)
+    nve_steps: int = 400
+
+
+def target_temperature(trajectory, cfg: NVTProtocol) -> float:
+    """The thermostat's target (K): ``cfg.temperature_K``, or the CP2K run's mean after equilibration."""
+    return cfg.temperature_K or float(np.mean(trajectory.temperature[int(round(cfg.equilibration * len(trajectory))):]))
+
+
+def protocol_model(cfg: NVTProtocol, loss, symbols, positions, velocities, box: float, thermostat,
+                   every: int = 1) -> MolecularModel:
+    """A model run by the protocol's integrator (velocity Verlet with ``thermostat``, None: NVE), collecting
+    positions and velocities every ``every`` steps."""
+    return MolecularModel(symbols, positions, box, loss, velocities=velocities,
+                          integrator=VelocityVerlet(cfg.dt, thermostat, None), seed=cfg.seed, collect_every=every,
+                          zero_net_force=cfg.zero_net_force, collect_positions=True, collect_velocities=True)
+
+
 def loss_file_name(variant: str) -> str:
     """``losses_<form>_<invariants>.json`` of a variant."""
     return "losses_" + variant.replace("/", "_") + ".json"
+
+
+def fit_variant(trajectory, variant: str, stride: int = 4):
+    """The quadratic loss of ``variant`` (a key of :data:`VARIANTS`) learned from every ``stride``-th frame."""
+    form, invariants, cutoff = VARIANTS[variant]
+    return learn(trajectory.frames(slice(None, None, stride)), form, invariants, "quadratic", cutoff=cutoff)
 
 
 class FormComparisonExperiment(LearnedLossExperiment):
@@ -100,7 +127,7 @@ class FormComparisonExperiment(LearnedLossExperiment):
         traj = self.trajectory
         self.losses = dict(self.losses or {})
         start = self.start_frame()
-        target = cfg.temperature_K or float(np.mean(traj.temperature[int(round(cfg.equilibration * len(traj))):]))
+        target = target_temperature(traj, cfg)
         reference = from_cp2k(traj, start)
         rows, variants, cp2k = [], {}, None
         for variant in cfg.variants:
@@ -116,10 +143,9 @@ class FormComparisonExperiment(LearnedLossExperiment):
         return Results(summary, {"variants": table}, {"variants": self._figure(table, cp2k)})
 
     def _model(self, loss, frame: int, thermostat, every: int = 1) -> MolecularModel:
-        traj, cfg = self.trajectory, self.config
-        return MolecularModel(traj.symbols, traj.positions[frame], traj.box, loss, velocities=traj.velocities[frame],
-                              integrator=VelocityVerlet(cfg.dt, thermostat, None), seed=cfg.seed, collect_every=every,
-                              zero_net_force=cfg.zero_net_force, collect_positions=True, collect_velocities=True)
+        traj = self.trajectory
+        return protocol_model(self.config, loss, traj.symbols, traj.positions[frame], traj.velocities[frame], traj.box,
+                              thermostat, every)
 
     def _variant(self, variant: str, start: int, target: float, reference):
         """Fit (unless given), NVE drift, NVT run and its observables against CP2K for one variant."""
@@ -128,8 +154,7 @@ class FormComparisonExperiment(LearnedLossExperiment):
         fit_s = None
         if variant not in self.losses:
             began = time.perf_counter()
-            self.losses[variant] = learn(self.trajectory.frames(slice(None, None, cfg.stride)), form, invariants,
-                                         "quadratic", cutoff=cutoff)
+            self.losses[variant] = fit_variant(self.trajectory, variant, cfg.stride)
             fit_s = time.perf_counter() - began
         loss = self.losses[variant]
         limit = cfg.max_temperature_factor * target

@@ -1,4 +1,5 @@
-"""``experiments.beyond``: own vs shared, radial vs many-body losses, fitted and run against CP2K (tiny settings)."""
+"""``experiments.beyond``: own vs shared, radial vs many-body losses, fitted and run against CP2K, and one loss in
+the CP2K box and its tiling (``mld beyond --tile``; tiny settings)."""
 
 import json
 
@@ -8,7 +9,9 @@ import pytest
 
 from agents.descriptor_loss import DescriptorLoss
 from agents.units import KB_EV_PER_K
+from conftest import embedded_run_slice
 from experiments.beyond import FormComparisonExperiment, loss_file_name
+from experiments.tiling import TiledBoxExperiment
 from learning.cp2k.reader import read_trajectory
 
 FRAMES = 120  # as tests/test_experiments.py: every split of Sec. 5.1 has frames
@@ -66,3 +69,51 @@ def test_mld_beyond_names_an_unknown_variant_in_one_line(tmp_path, capsys):
 
     assert main(["beyond", "--variants", "shared/pairs", "--steps", "10", "--out", str(tmp_path)]) == 2
     assert "--variants must name some of own/radial" in capsys.readouterr().err
+
+
+def test_mld_beyond_tile_runs_one_loss_in_both_boxes_and_compares_them(compared, tmp_path):
+    """``mld beyond --tile 2 --loss FILE`` on a slice of the embedded run: both boxes, CP2K beside them."""
+    from experiments.cli import main
+
+    _, trajectory, out = compared
+    (tmp_path / "run").mkdir()
+    data = embedded_run_slice(tmp_path / "run", FRAMES)
+    loss = out / loss_file_name("shared/many-body")
+    result = tmp_path / "tiled"
+    assert main(["beyond", "--tile", "2", "--loss", str(loss), "--data", str(data), "--steps", "40",
+                 "--no-progress", "--out", str(result)]) == 0
+    assert sorted(p.name for p in result.iterdir()) == ["summary.json", "tiling.csv", "tiling.png"]
+    summary = json.loads((result / "summary.json").read_text())
+    original, tiled = summary["runs"]["original"], summary["runs"]["tiled"]
+    assert (original["atoms"], tiled["atoms"]) == (96, 768)
+    assert tiled["box_A"] == pytest.approx(2 * original["box_A"]) == pytest.approx(2 * trajectory.box)
+    assert original["nvt_steps"] == tiled["nvt_steps"] == 40 and original["blew_up"] is tiled["blew_up"] is None
+    # 20 fs from the same frame: the kicked copies have only begun to drift apart, the boxes agree
+    assert 0 < summary["copy_divergence_A"]["final"] < 1e-3
+    assert summary["agreement"]["fail"] == 0 and summary["agreement"]["judged"] >= 10
+    table = pd.read_csv(result / "tiling.csv").set_index("observable")
+    angle = table.loc["hoh_angle_mean_deg"]
+    assert abs(angle["tiled"] - angle["original"]) < 0.05 and abs(angle["cp2k"] - angle["original"]) < 5
+    assert set(table["boxes_agree"]) <= {"pass", "reference too short", "not available"}
+    assert (result / "tiling.png").stat().st_size > 10_000
+
+
+def test_exact_copies_of_a_tiling_move_in_lockstep(compared):
+    """Without the kick every copy feels the same forces (to rounding) and the same thermostat: the
+    copies stay copies."""
+    experiment, trajectory, _ = compared
+    tiled = TiledBoxExperiment(trajectory=trajectory, losses=experiment.losses["shared/many-body"], steps=40,
+                               symmetry_noise=0.0).run()
+    assert tiled.summary["copy_divergence_A"]["max"] < 1e-9
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--loss", "x.json"], "--loss applies only with --tile"),
+    (["--tile", "1"], "--tile must be an integer of at least 2"),
+    (["--tile", "2", "--variants", "own/radial"], "--variants does not apply with --tile"),
+])
+def test_mld_beyond_tile_names_an_option_that_does_not_apply(tmp_path, capsys, argv, message):
+    from experiments.cli import main
+
+    assert main(["beyond", *argv, "--steps", "10", "--out", str(tmp_path)]) == 2
+    assert message in capsys.readouterr().err

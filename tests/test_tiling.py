@@ -12,7 +12,8 @@ from agents.descriptor_jacobian import descriptor_jacobian
 from agents.geometry import minimum_image
 from environment.builders import tile
 from environment.forces import ForceEvaluator
-from tests.manybody_support import EVERY_KIND, random_loss, small_wall, water_frame
+from experiments.tiling import copy_divergence
+from manybody_support import EVERY_KIND, random_loss, small_wall, water_frame
 
 
 @pytest.fixture(scope="module")
@@ -75,3 +76,14 @@ def test_tiling_names_a_bad_argument(frame):
         tile(symbols, positions, box, 2, velocities[:-1])
     with pytest.raises(ValueError, match="positions must have shape"):
         tile(symbols[:-1], positions, box, 2)
+
+
+def test_copy_divergence_is_the_rms_distance_of_the_copies_from_copy_0(frame):
+    symbols, positions, box, _ = frame
+    N = len(symbols)
+    _, tiled, _, side = tile(symbols, positions, box, 2)
+    moved = tiled.copy()
+    moved[3 * N + 5] += [0.3, 0.0, -0.4]  # one atom of copy 3 moved by 0.5 A ...
+    moved[N + 7] = np.mod(moved[N + 7] + [0.0, 0.0, side - 0.2], side)  # ... and one of copy 1 by -0.2 A, wrapped
+    expected = np.sqrt((0.5**2 + 0.2**2) / (7 * N))
+    np.testing.assert_allclose(copy_divergence(np.stack([tiled, moved]), 2, N, side), [0.0, expected], atol=1e-12)
