@@ -1,4 +1,4 @@
-"""Starting configurations: a box of rigid-geometry water molecules with thermal velocities, and n^3 tilings of a frame."""
+"""Starting configurations: boxes of rigid-geometry water molecules with thermal velocities; n^3 tilings of a frame."""
 
 from __future__ import annotations
 

@@ -167,7 +167,8 @@ class TiledBoxExperiment(LearnedLossExperiment):
 
     @staticmethod
     def _figure(observed: dict, times, divergence, n: int):
-        """g_OO, the H-O-H angle and O-H bond distributions of both boxes over CP2K's, and the copies' divergence."""
+        """g_OO, the H-O-H angle and O-H bond distributions of both boxes over CP2K's, and the copies' divergence
+        (dotted: the original side, where g_OO of the tiling counts copies of one O while they are correlated)."""
         figure, axes = plt.subplots(1, 4, figsize=(17, 3.6))
         styles = {"cp2k": ("CP2K", {"color": "k", "ls": "--"}), "original": ("original box", {"color": "tab:blue"}),
                   "tiled": (f"{n}x{n}x{n} tiling", {"color": "tab:orange", "alpha": 0.8})}
@@ -179,12 +180,14 @@ class TiledBoxExperiment(LearnedLossExperiment):
                 if key in arrays:
                     axis.plot(arrays[key]["centres"], arrays[key]["density"], drawstyle="steps-mid",
                               label=f"{label}: {arrays[key]['mean']:.3f}", **style)
+        side = observed["original"]["box_A"]
+        axes[0].axvline(side, color="0.6", ls=":", label=f"original side {side:.2f} Å (copies of one O)")
         axes[0].set(xlabel="r (Å)", ylabel="g$_{OO}$(r)")
         axes[1].set(xlabel="H-O-H angle (°)", ylabel="probability density (1/°)")
         axes[2].set(xlabel="O-H bond (Å)", ylabel="probability density (1/Å)")
         for axis in axes[:3]:
             axis.legend(fontsize=8)
-        axes[3].semilogy(times, np.maximum(divergence, 1e-16), color="tab:orange")
+        axes[3].semilogy(times[1:], divergence[1:], color="tab:orange")  # 0 at t = 0
         axes[3].set(xlabel="time (fs)", ylabel="copies' RMS distance from copy 0 (Å)")
         figure.tight_layout()
         return figure
