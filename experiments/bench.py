@@ -319,6 +319,7 @@ def benchmark(sizes, setups, steps: int = 1000, blocks: int = 1, cutoff: float =
     unknown = set(setups) - set(SETUPS + REFERENCES)
     if unknown or not setups:
         raise ValueError(f"--setups must be among {SETUPS}, got {sorted(unknown) or setups}")
+    started = machine()
     options = {"cutoff": cutoff, "engine": engine, "seed": seed, "openmm_cutoff": openmm_cutoff}
     results, skipped = [], []
     for n in sizes:
@@ -352,13 +353,14 @@ def benchmark(sizes, setups, steps: int = 1000, blocks: int = 1, cutoff: float =
                 print(f"{n} waters, {row['label']}: {row['KB_per_atom']:.2f} KB per atom above a "
                       f"{row['baseline_MiB']:.0f} MiB baseline", file=sys.stderr)
         results += rows
+    started["threading_layer"] = _threading_layer()  # known once a parallel region has run
     return {
         "benchmark": "Newtonian NVT (velocity Verlet + Nose-Hoover, dt 0.5 fs, 300 K) of water boxes; mld: "
                      "quadratic losses with random small coefficients",
         "threads": "each row's `threads` is the number used (default: environment.forces.default_threads)",
         "timing": f"{steps} steps per set-up after one warm-up step, in {blocks} alternating blocks; "
                   "ns_per_atom_step is the median block",
-        "machine": machine(), "cutoff_A": cutoff, "steps": steps, "blocks": blocks, "results": results,
+        "machine": started, "load_average_end": os.getloadavg(), "cutoff_A": cutoff, "steps": steps, "blocks": blocks, "results": results,
         "skipped": skipped,
         "peak_rss_note": "peak_rss_MiB: this process's peak so far; KB_per_atom: peak RSS above the baseline "
                          "in a fresh process per set-up and size (memory=True)",
@@ -416,8 +418,9 @@ def _cell(value, form: str) -> str:
 def table(report: dict) -> str:
     """The report's rows as a Markdown table, with the timing, threads and load average above it."""
     m = report["machine"]
-    lines = [f"{report['timing']}; {m['cpus']} CPUs, load average {' '.join(f'{x:.2f}' for x in m['load_average'])} "
-             f"at start; numba {m['numba']} ({m['threading_layer']})", "",
+    load = [" ".join(f"{x:.2f}" for x in loads) for loads in (m["load_average"], report["load_average_end"])]
+    lines = [f"{report['timing']}; {m['cpus']} CPUs, load average {load[0]} at start, {load[1]} at the end; "
+             f"numba {m['numba']} ({m['threading_layer']})", "",
              "| waters | set-up | threads | steps | ns / atom-step | s / 1000 steps | / OpenMM PME | / OpenMM RF "
              "| cutoff (A) | NL builds | rebuild share | KB / atom | T end (K) |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
