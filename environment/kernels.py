@@ -1,25 +1,21 @@
 """Fused compiled kernels for the invariants (4.1), the losses (4.5) and the agent forces (4.6).
 
-Every atom k is a sink; for every source species a and weight function m of k's species
+One pass per sink agent k computes, for every source species a and weight function m of k's species,
 
     phi[k, a, m]  = sum_i w_m(r_ki) S(r_ki)
     dphi[k, a, m] = sum_i d/dr [w_m S](r_ki) (q_k - q_i) / r_ki
 
-contracted at once with the loss of k's species: H_k = A.phi + 1/2 phi.B phi and F_k = -(A + B phi).dphi.
-Each unordered pair (k, i) is visited once: its distance and the weight functions of the union of both
-species' sets (:func:`union_plan`) are evaluated once and feed both atoms' sums (dphi_i gets -g (q_k - q_i)).
-Pairs come from all atoms (minimum image, the paper's sums; S = 1; pairs i > k in a numbering sorted by
-species) or from the pairs j > k of a :class:`~environment.neighbors.NeighborList` (smooth cutoff S of
-:mod:`agents.cutoff`).  Nothing of size (N, N) is ever stored.
+and contracts them at once with the loss of k's species: H_k = A.phi + 1/2 phi.B phi and
+F_k = -(A + B phi).dphi.  Nothing of size (N, N) is ever stored.  The candidate sources i come either
+from all atoms (minimum image, the paper's sums; S = 1) or from a :class:`~environment.neighbors.NeighborList`
+(smooth cutoff S of :mod:`agents.cutoff`).
 
-The sinks are split into chunks of about equal pair counts, fixed by the system (never by the number of
-threads); each chunk sums into its own rows (phi and dphi of the atoms it touches, 4 P numbers per atom),
-and every atom's sums are added over the chunks in chunk order before the contraction, so the results do
-not depend on the number of threads.  The kernels are numba-compiled (``cache=True``: compiled or loaded,
-they give the same bits: see ``_SINKS_LOADED``) and evaluate exp() with a branch-free polynomial so the
-inner loops vectorize (SIMD); it agrees with ``numpy.exp`` to ~1 ulp.  Weight functions that are integer
-powers of another (exp(-r/2) = exp(-r/4)^2, gauss(s=2) = gauss(s=4)^4) reuse its exp().  Results agree with
-the numpy reference to ~1e-15 relative (summation order differs).  Entry points:
+The kernels are numba-compiled (``cache=True``: ~9 s the first time on a machine, then loaded in
+~0.5 s; compiled or loaded, they give the same bits: see ``_SINKS_LOADED``), run in parallel over
+chunks of sinks (each sink on one thread, so the results do not depend on the number of threads), and evaluate exp() with a branch-free polynomial so the
+inner loops vectorize (SIMD); it agrees with ``numpy.exp`` to ~1 ulp.  Weight functions that are
+integer powers of another (exp(-r/2) = exp(-r/4)^2, gauss(s=2) = gauss(s=4)^4) reuse its exp().
+Results agree with the numpy reference to ~1e-15 relative (summation order differs).  Entry points:
 
 - :class:`LossForces`: built once from :class:`~agents.loss.AgentLosses` and the atoms' symbols;
   ``H, G = LossForces(...)(positions)`` -- what :class:`environment.forces.ForceEvaluator` calls
@@ -135,18 +131,15 @@ def fast_exp(x):
     return out
 
 @njit(cache=True, fastmath=_FLAGS, error_model="numpy")
-def _pairs(k0, k1, X, Y, Z, box, stype, sspec, type_of, idx, ptr, allpairs, n_species, M, max_block, r_c, r_on,
-           ukinds, uparams, ubase, upower, uorder, n_union, slot_k, slot_i, acc, off, L, lo):
-    """Pairs (k, i > k) of the sinks k0 <= k < k1 (sorted numbering): both atoms' phi, dphi into ``acc``.
-
-    ``acc[off:off + 4 P L]`` (zeroed here), as (P, 4, L), holds the rows lo <= r < lo + L: per channel
-    p = a * M + m the sums phi, dphi_x, dphi_y, dphi_z of every row.  Each pair's distance and the weight functions of both sinks' sets (their union) are
-    evaluated once: w_m feeds phi_k[species(i), m] and phi_i[species(k), m], and g = d/dr[w S] / r feeds
-    dphi_k with +g (q_k - q_i) and dphi_i with -g (q_k - q_i).
-    """
-    U = ukinds.shape[2]
+def _sinks(k0, k1, sink_order, X, Y, Z, SX, SY, SZ, rank, box, sink_type, idx, ptr, allpairs, n_species, max_block,
+           r_c, r_on, kinds, params, base, power, order, n_functions, A, B, quadratic, contract, store,
+           H, F, phi_out, dphi_out):
+    """Sinks k0 <= k < k1: H, F and, if ``store``, phi and dphi (one thread's share)."""
+    M = kinds.shape[1]
+    P = n_species * M
     inv_box = 1.0 / box
-    geo = np.empty((7 + U + 1, max_block))
+    # per-pair buffers of one (sink, source species) block, and saved w_m for shared exponentials
+    geo = np.empty((8 + M, max_block))
     dx = geo[0]
     dy = geo[1]
     dz = geo[2]
@@ -154,64 +147,57 @@ def _pairs(k0, k1, X, Y, Z, box, stype, sspec, type_of, idx, ptr, allpairs, n_sp
     sb = geo[4]
     sr = geo[5]
     sd = geo[6]
-    gb = geo[7]
+    xb = geo[7]
     wsave = geo[8:]
-    P = n_species * M
     phi_loc = np.empty(P)
     dphi_loc = np.empty((P, 3))
-    cut = r_c > 0.0
-    inv_w = 1.0 / (r_c - r_on) if cut else 0.0
-    acc[off:off + 4 * P * L] = 0.0
-    ids = idx[:0]
-    if allpairs:  # no switch: S' = 0
-        sd[:] = 0.0
-    for k in range(k0, k1):
-        tk = stype[k]
-        ak = sspec[k]
+    coef = np.empty(P)
+    for kk in range(k0, k1):
+        k = sink_order[kk]
+        t = sink_type[k]
+        if t < 0:
+            continue
         phi_loc[:] = 0.0
         dphi_loc[:] = 0.0
+        row = 0 if allpairs else kk
+        ks = rank[k]
         xk = X[k]
         yk = Y[k]
         zk = Z[k]
+        cut = r_c > 0.0
+        inv_w = 1.0 / (r_c - r_on) if cut else 0.0
         for a in range(n_species):
-            if allpairs:  # sources sorted by species: partners i > k of species a are contiguous
-                # from a multiple of 8 past the block's start (k and the atoms before it masked: S = 0), so the
-                # vectorized loops need no scalar remainder
-                q0 = max(ptr[0, a], k + 1)
-                q0 -= (q0 - ptr[0, a]) % 8
-                n = ptr[0, a + 1] - q0
-            else:  # the half list: partners i > k only
-                q0 = ptr[k, a]
-                n = ptr[k, a + 1] - q0
-            if n <= 0:
-                continue
-            ti = type_of[a]
-            # pair geometry: displacement q_k - q_i (minimum image), r, switch S, S / r^2, S' / r
-            if allpairs:
-                sx = X[q0:q0 + n]
-                sy = Y[q0:q0 + n]
-                sz = Z[q0:q0 + n]
+            q0 = ptr[row, a]
+            n = ptr[row, a + 1] - q0
+            # pair geometry: displacement q_k - q_i (minimum image), r, switch S, self mask
+            if allpairs:  # sources contiguous (sorted by species); k itself sits at q = ks
+                # slices: indices jj >= 0 need no negative-index wraparound, so the loop vectorizes
+                sx = SX[q0:q0 + n]
+                sy = SY[q0:q0 + n]
+                sz = SZ[q0:q0 + n]
+                own_jj = ks - q0  # k's own place in this block (outside it when k is another species)
                 for jj in range(n):
                     ux = fold(xk - sx[jj], box, inv_box)
                     uy = fold(yk - sy[jj], box, inv_box)
                     uz = fold(zk - sz[jj], box, inv_box)
                     r2 = ux * ux + uy * uy + uz * uz
-                    keep = q0 + jj > k
-                    r2 = r2 if keep else 1.0
-                    mask = 1.0 if keep else 0.0
+                    own = jj == own_jj
+                    r2 = 1.0 if own else r2
+                    keep = 0.0 if own else 1.0
                     dx[jj] = ux
                     dy[jj] = uy
                     dz[jj] = uz
                     rr[jj] = np.sqrt(r2)
-                    sb[jj] = mask
-                    sr[jj] = mask / r2
-            else:
+                    sb[jj] = keep
+                    sr[jj] = keep / r2  # S / r^2
+                    sd[jj] = 0.0  # S' / r
+            else:  # neighbour list: gathered sources, never k itself
                 ids = idx[q0:q0 + n]
                 for jj in range(n):
                     j = ids[jj]
-                    ux = fold(xk - X[j], box, inv_box)
-                    uy = fold(yk - Y[j], box, inv_box)
-                    uz = fold(zk - Z[j], box, inv_box)
+                    ux = fold(xk - SX[j], box, inv_box)
+                    uy = fold(yk - SY[j], box, inv_box)
+                    uz = fold(zk - SZ[j], box, inv_box)
                     dx[jj] = ux
                     dy[jj] = uy
                     dz[jj] = uz
@@ -229,21 +215,20 @@ def _pairs(k0, k1, X, Y, Z, box, stype, sspec, type_of, idx, ptr, allpairs, n_sp
                         sb[jj] = 1.0
                         sr[jj] = 1.0 / (rr[jj] * rr[jj])
                         sd[jj] = 0.0
-            for iu in range(n_union[tk, ti]):
-                u = uorder[tk, ti, iu]
-                kind = ukinds[tk, ti, u]
-                c = uparams[tk, ti, u]
-                w_u = wsave[u]
-                # w, g = (w' S + w S') / r with w' = -c w (exp), -2 c r w (gauss), -n w / r (pow), and sink k's
-                # sums (used if k's set has the function); one loop per kind (these vectorize)
+            for i_m in range(n_functions[t]):
+                m = order[t, i_m]
+                kind = kinds[t, m]
+                c = params[t, m]
+                p = a * M + m
                 s0 = 0.0
                 s1 = 0.0
                 s2 = 0.0
                 s3 = 0.0
+                # g = (w' S + w S') / r with w' = -c w (exp), -2 c r w (gauss), -n w / r (pow)
                 if kind == EXP:
                     for jj in range(n):
                         w = _exp(-c * rr[jj])
-                        w_u[jj] = w
+                        wsave[m, jj] = w
                         g = w * (sd[jj] - c * sr[jj] * rr[jj])
                         s0 += w * sb[jj]
                         s1 += g * dx[jj]
@@ -253,118 +238,54 @@ def _pairs(k0, k1, X, Y, Z, box, stype, sspec, type_of, idx, ptr, allpairs, n_sp
                     c2 = 2.0 * c
                     for jj in range(n):
                         w = _exp(-c * rr[jj] * rr[jj])
-                        w_u[jj] = w
+                        wsave[m, jj] = w
                         g = w * (sd[jj] - c2 * sb[jj])
                         s0 += w * sb[jj]
                         s1 += g * dx[jj]
                         s2 += g * dy[jj]
                         s3 += g * dz[jj]
                 elif kind == EXP_POWER or kind == GAUSS_POWER:
-                    w_b = wsave[ubase[tk, ti, u]]
-                    e = upower[tk, ti, u]
+                    b = base[t, m]
+                    e = power[t, m]
                     c2 = 2.0 * c
                     gauss = kind == GAUSS_POWER
                     for jj in range(n):
-                        v = w_b[jj]
+                        v = wsave[b, jj]
                         v2 = v * v
                         w = v2 if e == 2 else (v2 * v if e == 3 else v2 * v2)
-                        w_u[jj] = w
-                        g = w * (sd[jj] - c2 * sb[jj] if gauss else sd[jj] - c * sr[jj] * rr[jj])
+                        f = sd[jj] - c2 * sb[jj] if gauss else sd[jj] - c * sr[jj] * rr[jj]
+                        g = w * f
                         s0 += w * sb[jj]
                         s1 += g * dx[jj]
                         s2 += g * dy[jj]
                         s3 += g * dz[jj]
                 else:
                     if kind == POW_INT:
+                        e = int(c)
                         for jj in range(n):
-                            w_u[jj] = 1.0
-                        for _ in range(int(c)):
+                            xb[jj] = 1.0
+                        for _ in range(e):
                             for jj in range(n):
-                                w_u[jj] /= rr[jj]
+                                xb[jj] /= rr[jj]
                     else:
                         for jj in range(n):
-                            w_u[jj] = rr[jj] ** (-c)
+                            xb[jj] = rr[jj] ** (-c)
                     for jj in range(n):
-                        w = w_u[jj]
+                        w = xb[jj]
                         g = w * (sd[jj] - c * sr[jj])
                         s0 += w * sb[jj]
                         s1 += g * dx[jj]
                         s2 += g * dy[jj]
                         s3 += g * dz[jj]
-                mk = slot_k[tk, ti, u]
-                mi = slot_i[tk, ti, u]
-                # sink i's channel (species(k), mi): rows of 4 sums (phi, dphi_x, dphi_y, dphi_z) per atom
-                base = off + 4 * (ak * M + mi) * L + (q0 - lo if allpairs else -lo)
-                # slices: indices >= 0 need no negative-index wraparound, so the loops vectorize
-                t0 = acc[base:base + n]
-                t1 = acc[base + L:base + L + n]
-                t2 = acc[base + 2 * L:base + 2 * L + n]
-                t3 = acc[base + 3 * L:base + 3 * L + n]
-                if mi >= 0:
-                    # g again from w (cheaper than storing it: one stored stream per loop vectorizes)
-                    ce = c if kind == EXP or kind == EXP_POWER else 0.0
-                    cg = 2.0 * c if kind == GAUSS or kind == GAUSS_POWER else 0.0
-                    cp = c if kind == POW_INT or kind == POW else 0.0
-                    for jj in range(n):
-                        gb[jj] = w_u[jj] * (sd[jj] - (ce * rr[jj] + cp) * sr[jj] - cg * sb[jj])
-                if mi >= 0 and allpairs:  # one stored stream per loop (these vectorize)
-                    for jj in range(n):
-                        t0[jj] += w_u[jj] * sb[jj]
-                    for jj in range(n):
-                        t1[jj] -= gb[jj] * dx[jj]
-                    for jj in range(n):
-                        t2[jj] -= gb[jj] * dy[jj]
-                    for jj in range(n):
-                        t3[jj] -= gb[jj] * dz[jj]
-                elif mi >= 0:  # scattered rows
-                    for jj in range(n):
-                        g = gb[jj]
-                        j = base + ids[jj]
-                        acc[j] += w_u[jj] * sb[jj]
-                        acc[j + L] -= g * dx[jj]
-                        acc[j + 2 * L] -= g * dy[jj]
-                        acc[j + 3 * L] -= g * dz[jj]
-                if mk >= 0:
-                    pk = a * M + mk
-                    phi_loc[pk] += s0
-                    dphi_loc[pk, 0] += s1
-                    dphi_loc[pk, 1] += s2
-                    dphi_loc[pk, 2] += s3
-        for p in range(P):
-            o = off + 4 * p * L + k - lo
-            acc[o] += phi_loc[p]
-            for x in range(3):
-                acc[o + (1 + x) * L] += dphi_loc[p, x]
-
-
-@njit(cache=True, fastmath=_FLAGS, error_model="numpy")
-def _rows(r0, r1, acc, offsets, lo, width, order, stype, P, A, B, quadratic, contract, store, H, F, phi_out, dphi_out):
-    """Rows r0 <= r < r1 (sorted numbering): phi, dphi summed over the chunks in chunk order, then
-    H_k = A.phi + 1/2 phi.B phi and F_k = -(A + B phi).dphi (and phi, dphi if ``store``) of atom order[r]."""
-    phi = np.empty(P)
-    dphi = np.empty((P, 3))
-    coef = np.empty(P)
-    for r in range(r0, r1):
-        phi[:] = 0.0
-        dphi[:] = 0.0
-        for c in range(lo.size):
-            o = r - lo[c]
-            if o < 0 or o >= width[c]:
-                continue
-            L = width[c]
-            for p in range(P):
-                q = offsets[c] + 4 * p * L + o
-                phi[p] += acc[q]
-                dphi[p, 0] += acc[q + L]
-                dphi[p, 1] += acc[q + 2 * L]
-                dphi[p, 2] += acc[q + 3 * L]
-        k = order[r]
-        t = stype[r]
+                phi_loc[p] += s0
+                dphi_loc[p, 0] += s1
+                dphi_loc[p, 1] += s2
+                dphi_loc[p, 2] += s3
         if store:
             for p in range(P):
-                phi_out[k, p] = phi[p]
+                phi_out[k, p] = phi_loc[p]
                 for x in range(3):
-                    dphi_out[k, p, x] = dphi[p, x]
+                    dphi_out[k, p, x] = dphi_loc[p, x]
         if contract:
             h = 0.0
             for p in range(P):
@@ -372,166 +293,86 @@ def _rows(r0, r1, acc, offsets, lo, width, order, stype, P, A, B, quadratic, con
                 if quadratic[t]:
                     b = 0.0
                     for q in range(P):
-                        b += B[t, p, q] * phi[q]
-                    h += (c + 0.5 * b) * phi[p]
+                        b += B[t, p, q] * phi_loc[q]
+                    h += (c + 0.5 * b) * phi_loc[p]
                     c += b
                 else:
-                    h += c * phi[p]
+                    h += c * phi_loc[p]
                 coef[p] = c
             fx = 0.0
             fy = 0.0
             fz = 0.0
             for p in range(P):
-                fx -= coef[p] * dphi[p, 0]
-                fy -= coef[p] * dphi[p, 1]
-                fz -= coef[p] * dphi[p, 2]
+                fx -= coef[p] * dphi_loc[p, 0]
+                fy -= coef[p] * dphi_loc[p, 1]
+                fz -= coef[p] * dphi_loc[p, 2]
             H[k] = h
             F[k, 0] = fx
             F[k, 1] = fy
             F[k, 2] = fz
 
-
 @njit(cache=True, parallel=True)
-def _kernel(X, Y, Z, box, stype, sspec, type_of, idx, ptr, allpairs, n_species, M, max_block, r_c, r_on,
-            ukinds, uparams, ubase, upower, uorder, n_union, slot_k, slot_i, bounds, lo, width, offsets, acc,
-            order, A, B, quadratic, contract, store, H, F, phi_out, dphi_out, n_rows_chunks):
-    """All pairs, chunk by chunk (chunk c: sinks bounds[c] <= k < bounds[c + 1], its rows in its own part of
-    ``acc``), then every atom's sums over the chunks and its H, F (and phi, dphi if ``store``)."""
-    P = n_species * M
-    for c in prange(lo.size):
-        _pairs(bounds[c], bounds[c + 1], X, Y, Z, box, stype, sspec, type_of, idx, ptr, allpairs, n_species, M,
-               max_block, r_c, r_on, ukinds, uparams, ubase, upower, uorder, n_union, slot_k, slot_i, acc,
-               offsets[c], width[c], lo[c])
+def _kernel(X, Y, Z, SX, SY, SZ, rank, box, sink_type, idx, ptr, allpairs, n_species, max_block, r_c, r_on,
+            kinds, params, base, power, order, n_functions, A, B, quadratic, contract, store, H, F,
+            phi_out, dphi_out, n_chunks, sink_order):
+    """All sinks (sink_type >= 0): H (N,), F (N, 3) and, if ``store``, phi (N, P), dphi (N, P, 3)."""
     N = X.size
-    for chunk in prange(n_rows_chunks):
-        _rows(chunk * N // n_rows_chunks, (chunk + 1) * N // n_rows_chunks, acc, offsets, lo, width, order,
-              stype, P, A, B, quadratic, contract, store, H, F, phi_out, dphi_out)
+    for chunk in prange(n_chunks):
+        _sinks(chunk * N // n_chunks, (chunk + 1) * N // n_chunks, sink_order, X, Y, Z, SX, SY, SZ, rank, box,
+               sink_type, idx, ptr, allpairs, n_species, max_block, r_c, r_on, kinds, params, base,
+               power, order, n_functions, A, B, quadratic, contract, store, H, F, phi_out, dphi_out)
 
 
-@njit(cache=True)
-def _half_list(idx, ptr):
-    """The neighbour list's pairs (s, j) with j > s (each pair once), rows and species as in the list;
-    also the largest partner of every row (-1 for none) and the longest (row, species) block."""
-    N, S1 = ptr.shape
-    half_ptr = np.zeros((N, S1), dtype=np.int64)
-    n = 0
-    for s in range(N):
-        for a in range(S1 - 1):
-            half_ptr[s, a] = n
-            for q in range(ptr[s, a], ptr[s, a + 1]):
-                if idx[q] > s:
-                    n += 1
-        half_ptr[s, S1 - 1] = n
-    half = np.empty(n, dtype=np.int32)
-    row_max = np.full(N, -1, dtype=np.int64)
-    max_block = 0
-    n = 0
-    for s in range(N):
-        for a in range(S1 - 1):
-            for q in range(ptr[s, a], ptr[s, a + 1]):
-                j = idx[q]
-                if j > s:
-                    half[n] = j
-                    n += 1
-                    row_max[s] = max(row_max[s], j)
-            max_block = max(max_block, half_ptr[s, a + 1] - half_ptr[s, a])
-    return half, half_ptr, row_max, max_block
-
-
-#: Non-empty once the stand-alone :func:`_pairs` and :func:`_rows` have been loaded in this process
-#: (before any :func:`_kernel`).
+#: Non-empty once the stand-alone :func:`_sinks` has been loaded in this process (before any :func:`_kernel`).
 #:
-#: Why: they are compiled with ``reassoc`` (so their sums vectorize), which lets LLVM choose the order of
-#: the additions.  Numba keeps two machine-code copies of each: its own library, and the copy linked into
+#: Why: ``_sinks`` is compiled with ``reassoc`` (so its sums vectorize), which lets LLVM choose the order of
+#: the additions.  Numba keeps two machine-code copies of it: its own library, and the copy linked into
 #: ``_kernel``'s library and optimized again there; the two round differently (about 1e-12 relative).  A
 #: ``_kernel`` compiled in this process calls the stand-alone copy (the JIT resolves the symbol to the
 #: first definition it loaded), but a ``_kernel`` loaded from numba's cache used its own copy: the same
-#: run gave other numbers on its first (compiling) and later (cache-loading) runs.  Loading them first
-#: makes every process call the stand-alone copies, cold cache or warm (tests/test_long_runs.py).
+#: run gave other numbers on its first (compiling) and later (cache-loading) runs.  Loading ``_sinks``
+#: first makes every process call the stand-alone copy, cold cache or warm (tests/test_long_runs.py).
 _SINKS_LOADED: list = []
 
-#: Pairs per chunk of work (the chunks are fixed by the system, not by the thread count, so the sums and
-#: the results do not depend on the number of threads), and the most chunks (each holds its own rows).
-PAIRS_PER_CHUNK = 16384
-MAX_CHUNKS = 16
+
+def _all_pairs(species, n_species):
+    """Index array and (1, S+1) pointers listing every atom grouped by source species."""
+    order = np.argsort(species, kind="stable").astype(np.int32)
+    counts = np.bincount(species, minlength=n_species)
+    ptr = np.zeros((1, n_species + 1), dtype=np.int64)
+    ptr[0, 1:] = np.cumsum(counts)
+    return order, ptr, int(counts.max())
 
 
-def _chunks(pairs_per_row, last_partner):
-    """Sink ranges of about equal pair counts and the rows each one writes: bounds (C+1,), lo (C,), width (C,)."""
-    N = len(pairs_per_row)
-    cumulative = np.concatenate([[0], np.cumsum(pairs_per_row)])
-    n_chunks = int(min(MAX_CHUNKS, max(1, cumulative[-1] // PAIRS_PER_CHUNK)))
-    bounds = np.searchsorted(cumulative, np.arange(n_chunks + 1) * (cumulative[-1] / n_chunks)).astype(np.int64)
-    bounds[0], bounds[-1] = 0, N
-    bounds = np.maximum.accumulate(np.minimum(bounds, N))
-    lo = np.maximum(bounds[:-1] - 8, 0)  # all pairs: up to 7 masked rows before a sink
-    hi = np.array([max(bounds[c + 1], int(last_partner[bounds[c]:bounds[c + 1]].max(initial=-1)) + 1)
-                   for c in range(n_chunks)], dtype=np.int64)
-    return bounds, lo, hi - lo
-
-
-def union_plan(kinds, params, n_functions):
-    """The weight functions of every pair of sink types (tk, ti), evaluated once per pair: their union.
-
-    Returns kinds, params, base, power, order (as :func:`plan_powers`; shape (T, T, U)), n_union (T, T)
-    and slot_k, slot_i (T, T, U): the function's index in tk's (ti's) set, or -1 if that set lacks it.
-    """
+def _plan(kinds, params, n_functions):
+    """:func:`plan_powers` for every sink type (rows padded to M)."""
     T, M = kinds.shape
-    U = 2 * M
-    out_kinds = np.zeros((T, T, U), dtype=np.int64)
-    out_params = np.zeros((T, T, U))
-    base = np.full((T, T, U), -1, dtype=np.int64)
-    power = np.ones((T, T, U), dtype=np.int64)
-    order = np.tile(np.arange(U, dtype=np.int64), (T, T, 1))
-    n_union = np.zeros((T, T), dtype=np.int64)
-    slot_k = np.full((T, T, U), -1, dtype=np.int64)
-    slot_i = np.full((T, T, U), -1, dtype=np.int64)
-    for tk in range(T):
-        for ti in range(T):
-            union = [(kinds[tk, m], params[tk, m]) for m in range(n_functions[tk])]
-            slot_k[tk, ti, :len(union)] = np.arange(len(union))
-            for m in range(n_functions[ti]):
-                f = (kinds[ti, m], params[ti, m])
-                u = next((u for u, g in enumerate(union) if g == f and slot_i[tk, ti, u] < 0), len(union))
-                if u == len(union):
-                    union.append(f)
-                slot_i[tk, ti, u] = m
-            n = len(union)
-            n_union[tk, ti] = n
-            k, p = np.array([f[0] for f in union], dtype=np.int64), np.array([f[1] for f in union])
-            out_params[tk, ti, :n] = p
-            out_kinds[tk, ti, :n], base[tk, ti, :n], power[tk, ti, :n], order[tk, ti, :n] = plan_powers(k, p)
-    return out_kinds, out_params, base, power, order, n_union, slot_k, slot_i
+    base = np.full((T, M), -1, dtype=np.int64)
+    power = np.ones((T, M), dtype=np.int64)
+    order = np.tile(np.arange(M, dtype=np.int64), (T, 1))
+    kinds = kinds.copy()
+    for t in range(T):
+        m_t = int(n_functions[t])
+        kinds[t, :m_t], base[t, :m_t], power[t, :m_t], order[t, :m_t] = plan_powers(kinds[t, :m_t], params[t, :m_t])
+    return kinds, base, power, order
 
 
-def _half_neighbors(neighbors):
-    """The half list of ``neighbors`` (cached on it until its next build)."""
-    cached = getattr(neighbors, "_half", None)
-    if cached is None or cached[0] != neighbors.n_builds or cached[1] is not neighbors.indices:
-        cached = (neighbors.n_builds, neighbors.indices, *_half_list(neighbors.indices, neighbors.pointers))
-        neighbors._half = cached
-    return cached[2:]
-
-
-def _run(positions, box, species, type_of, kinds, params, n_functions,
+def _run(positions, box, species, n_species, sink_type, kinds, params, n_functions,
          A=None, B=None, quadratic=None, cutoff=None, neighbors=None, store=False, plan=None):
-    """Shared driver of the kernel; every atom is a sink of type ``type_of[species]``.
-
-    Returns H, F, phi (N, S*M), dphi (N, S*M, 3) (some unused)."""
+    """Shared driver of the kernel; returns H, F, phi (N, S*M), dphi (N, S*M, 3) (some unused)."""
     positions = np.asarray(positions, dtype=np.float64)
     box = float(box)
     N = len(positions)
     species = np.asarray(species, dtype=np.int64)
-    n_species = len(type_of)
     cutoff = as_cutoff(cutoff)
+    X, Y, Z = (np.ascontiguousarray(positions[:, x]) for x in range(3))
     if cutoff is None:
-        order = np.argsort(species, kind="stable")
-        counts = np.bincount(species, minlength=n_species)
-        ptr = np.zeros((1, n_species + 1), dtype=np.int64)
-        ptr[0, 1:] = np.cumsum(counts)
-        idx = np.zeros(1, dtype=np.int32)
-        allpairs, r_c, r_on, max_block = True, 0.0, 0.0, int(counts.max())
-        bounds, lo, width = _chunks(np.arange(N - 1, -1, -1), np.full(N, N - 1))
+        idx, ptr, max_block = _all_pairs(species, n_species)
+        allpairs, r_c, r_on = True, 0.0, 0.0
+        SX, SY, SZ = X[idx], Y[idx], Z[idx]
+        rank = np.empty(N, dtype=np.int64)
+        rank[idx] = np.arange(N)
+        sink_order = np.arange(N, dtype=np.int64)
     else:
         cutoff.check_box(box)
         if neighbors is None:
@@ -539,14 +380,11 @@ def _run(positions, box, species, type_of, kinds, params, n_functions,
         if neighbors.cutoff < cutoff.r_c:
             raise ValueError(f"the neighbour list's cutoff {neighbors.cutoff} is below r_c = {cutoff.r_c}")
         neighbors.update(positions, box, species, n_species)
-        # the list's sorted numbering: neighbours of consecutive sinks lie close in memory
-        order = neighbors.order
-        idx, ptr, last, max_block = _half_neighbors(neighbors)
+        idx, ptr, max_block = neighbors.indices, neighbors.pointers, neighbors.max_block
         allpairs, r_c, r_on = False, cutoff.r_c, cutoff.r_on
-        bounds, lo, width = _chunks(ptr[:, -1] - ptr[:, 0], last)
-    X, Y, Z = (np.ascontiguousarray(positions[order, x]) for x in range(3))
-    sspec = np.ascontiguousarray(species[order])
-    stype = np.ascontiguousarray(type_of[sspec])
+        # the list's sorted numbering: neighbours of consecutive sinks lie close in memory
+        sink_order = neighbors.order
+        SX, SY, SZ, rank = X[sink_order], Y[sink_order], Z[sink_order], np.zeros(N, dtype=np.int64)
     M = kinds.shape[1]
     P = n_species * M
     contract = A is not None
@@ -559,20 +397,16 @@ def _run(positions, box, species, type_of, kinds, params, n_functions,
     F = np.zeros((N, 3))
     phi = np.zeros((N, P) if store else (1, P))
     dphi = np.zeros((N, P, 3) if store else (1, P, 3))
-    plan = union_plan(kinds, params, n_functions) if plan is None else plan
-    offsets = np.zeros(len(lo) + 1, dtype=np.int64)
-    offsets[1:] = np.cumsum(4 * P * width)
-    acc = np.empty(int(offsets[-1]))
-    max_block = max(max_block, 1)
+    kinds, base, power, order = _plan(kinds, params, n_functions) if plan is None else plan
     if not _SINKS_LOADED:
-        # Load the stand-alone workers into the JIT before _kernel (see _SINKS_LOADED): empty ranges.
-        _pairs(0, 0, X, Y, Z, box, stype, sspec, type_of, idx, ptr, allpairs, n_species, M, max_block, r_c, r_on,
-               *plan, acc, 0, 0, 0)
-        _rows(0, 0, acc, offsets, lo, width, order, stype, P, A, B, quadratic, contract, store, H, F, phi, dphi)
+        # Load the stand-alone _sinks into the JIT before _kernel (see _SINKS_LOADED): an empty range of sinks.
+        _sinks(0, 0, sink_order, X, Y, Z, SX, SY, SZ, rank, box, sink_type, idx, ptr, allpairs, n_species,
+               max(max_block, 1), r_c, r_on, kinds, params, base, power, order, n_functions, A, B, quadratic,
+               contract, store, H, F, phi, dphi)
         _SINKS_LOADED.append(True)
-    _kernel(X, Y, Z, box, stype, sspec, type_of, idx, ptr, allpairs, n_species, M, max_block, r_c, r_on,
-            *plan, bounds, lo, width, offsets, acc, order, A, B, quadratic, contract, store, H, F, phi, dphi,
-            max(1, min(N, 8 * numba.get_num_threads())))
+    _kernel(X, Y, Z, SX, SY, SZ, rank, box, sink_type, idx, ptr, allpairs, n_species, max(max_block, 1), r_c, r_on,
+            kinds, params, base, power, order, n_functions, A, B, quadratic, contract, store, H, F, phi, dphi,
+            max(1, min(N, 8 * numba.get_num_threads())), sink_order)
     return H, F, phi, dphi
 
 
@@ -588,13 +422,14 @@ def invariants(functions, positions, box, species, n_species, sinks=None, gradie
         cutoff: None (minimum image, all pairs) or r_c / :class:`SmoothCutoff` (needs r_c <= box / 2).
         neighbors: a :class:`~environment.neighbors.NeighborList` to reuse between calls (cutoff mode).
     """
+    N = len(positions)
     kinds, params = encode_functions(functions)
     M = len(functions)
-    sinks = np.arange(len(positions)) if sinks is None else np.asarray(sinks, dtype=np.intp)
-    # every atom is a sink (pairs are visited once for both atoms); the rows of ``sinks`` are kept
-    _, _, phi, dphi = _run(positions, box, species, np.zeros(n_species, dtype=np.int64), kinds[None],
-                           params[None], np.array([M], dtype=np.int64), cutoff=cutoff, neighbors=neighbors,
-                           store=True)
+    sink_type = np.full(N, -1, dtype=np.int64)
+    sinks = np.arange(N) if sinks is None else np.asarray(sinks, dtype=np.intp)
+    sink_type[sinks] = 0
+    _, _, phi, dphi = _run(positions, box, species, n_species, sink_type, kinds[None], params[None],
+                           np.array([M], dtype=np.int64), cutoff=cutoff, neighbors=neighbors, store=True)
     phi = phi[sinks].reshape(len(sinks), n_species, M)
     if not gradient:
         return phi
@@ -648,7 +483,8 @@ class LossForces:
             self.A[t, where] = loss.A.reshape(-1)
             self.B[t, where[:, None], where[None, :]] = loss.B.reshape(len(where), len(where))
             self.quadratic[t] = bool(np.any(loss.B))
-        self._plan = union_plan(self.kinds, self.params, self.n_functions)
+        self.sink_type = self.species.copy()
+        self._plan = _plan(self.kinds, self.params, self.n_functions)
         self.neighbors = None
         if self.cutoff is not None:
             self.cutoff.check_box(self.box)
@@ -659,7 +495,8 @@ class LossForces:
         self.neighbors.build(reference, self.box, self.species, len(self.species_order))
 
     def __call__(self, positions):
-        H, F, _, _ = _run(positions, self.box, self.species, np.arange(len(self.species_order)), self.kinds, self.params, self.n_functions, self.A, self.B, self.quadratic,
+        H, F, _, _ = _run(positions, self.box, self.species, len(self.species_order), self.sink_type,
+                          self.kinds, self.params, self.n_functions, self.A, self.B, self.quadratic,
                           cutoff=self.cutoff, neighbors=self.neighbors, plan=self._plan)
         return H, F
 
