@@ -205,3 +205,48 @@ def test_the_evaluator_restores_the_thread_count():
     np.testing.assert_array_equal(F1, F)
     with pytest.raises(ValueError, match="threads"):
         ForceEvaluator(losses, symbols, 10.0, threads=0)
+
+
+@pytest.mark.parametrize("cutoff", [None, SmoothCutoff(5.0, 4.0)])
+@pytest.mark.parametrize("quadratic", [False, True])
+def test_species_with_different_numbers_of_functions(cutoff, quadratic):
+    """O reads 3 functions, H 5 (two shared with O, one a power of another): both agree with the reference."""
+    rng = np.random.default_rng(8)
+    box = 12.5
+    positions, symbols = water_like(40, box, rng)
+    losses = random_losses(rng, funcs=("exp(a=1/2),gauss(s=2),pow(n=2)",
+                                       "exp(a=1/4),exp(a=1/2),gauss(s=1),gauss(s=2),pow(n=1.5)"),
+                           quadratic=quadratic)
+    H, F = LossForces(losses, symbols, box, cutoff=cutoff, skin=0.5)(positions)
+    H0, F0 = reference_forces(losses, positions, box, symbols, cutoff=cutoff)
+    assert close(H, H0) and close(F, F0)
+
+
+def test_one_and_two_threads_give_the_same_bits_with_a_neighbour_list():
+    rng = np.random.default_rng(9)
+    positions, symbols = water_like(200, 19.0, rng)
+    losses = random_losses(rng)
+    runs = [ForceEvaluator(losses, symbols, 19.0, cutoff=6.0, threads=threads)(positions) for threads in (1, 2)]
+    np.testing.assert_array_equal(runs[0][0], runs[1][0])
+    np.testing.assert_array_equal(runs[0][1], runs[1][1])
+
+
+@pytest.mark.parametrize("cutoff", [None, 4.0])
+def test_a_hundred_steps_agree_with_the_reference_engine(cutoff):
+    """The paper's loss form (own function sets per species, quadratic): numba and numpy engines, 100 NVT steps."""
+    from environment.builders import water_box
+    from environment.integrators import VelocityVerlet
+    from environment.model import MolecularModel
+    from environment.thermostats import NoseHooverChain
+    from experiments.bench import benchmark_losses
+
+    symbols, positions, velocities, box = water_box(32, temperature_K=300.0, seed=3)
+    states = []
+    for engine in ("numba", "numpy"):
+        model = MolecularModel(symbols, positions, box, benchmark_losses(0, 1e-3), velocities=velocities,
+                               cutoff=cutoff, engine=engine,
+                               integrator=VelocityVerlet(0.5, NoseHooverChain(300.0, 25.0, 1), 10.0))
+        model.run(100)
+        states.append((model.positions.copy(), model.velocities.copy()))
+    np.testing.assert_allclose(states[0][0], states[1][0], rtol=0, atol=1e-10 * box)
+    np.testing.assert_allclose(states[0][1], states[1][1], rtol=0, atol=1e-10 * np.abs(states[1][1]).max())
