@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from experiments.base import Experiment
+from experiments.feature_selection import FeatureSelectionExperiment
 from experiments.outputs import Results
 from learning.descriptor_selection import DEFAULT_TOLERANCE, select_descriptor_loss
 from learning.fitting import DEFAULT_CUTOFF, descriptor_set
@@ -32,16 +32,12 @@ class DescriptorSelectionConfig:
     progress: bool = False
 
 
-class DescriptorSelectionExperiment(Experiment):
-    """Backward elimination over the union of descriptors (radial + angular), own or shared form."""
+class DescriptorSelectionExperiment(FeatureSelectionExperiment):
+    """Backward elimination over the union of descriptors (radial + angular), own or shared form; saves
+    the chosen set's loss as ``losses.json`` beside the curve."""
 
     Config = DescriptorSelectionConfig
     name = "descriptor-selection"
-
-    def __init__(self, config=None, trajectory=None, **overrides):
-        super().__init__(config, **overrides)
-        self.trajectory = trajectory
-        self.selection = None
 
     def run(self) -> Results:
         cfg = self.config
@@ -75,8 +71,3 @@ class DescriptorSelectionExperiment(Experiment):
             "curve": result["curve"],
         }
         return Results(summary, {"elimination": curve}, {"elimination": figure})
-
-    def save(self, out_dir):
-        written = super().save(out_dir)
-        written.append(self.selection["loss"].save(f"{out_dir}/loss.json"))
-        return written

@@ -189,7 +189,7 @@ def select_descriptor_loss(trajectory, descriptors, form: str = "shared", order:
     """:func:`select_descriptors` on a trajectory's equations (:func:`learning.descriptor_fit.accumulate`).
 
     Returns:
-        As :func:`select_descriptors`, with ``"loss"`` (the chosen set's loss, its provenance naming the
+        As :func:`select_descriptors`, with ``"losses"`` (the chosen set's DescriptorLoss, its provenance naming the
         candidates, the rule and the curve) and ``"accumulate_s"`` (seconds to build the equations).
     """
     if energy_weight and form != "shared":
@@ -203,7 +203,7 @@ def select_descriptor_loss(trajectory, descriptors, form: str = "shared", order:
         f"smallest within {tolerance:g} of the best validation score" if tolerance is not None else "best")
     curve = [{"n_invariants": r["n_invariants"], "removed": r["removed"], "validation": r["validation"]}
              for r in result["curve"]]
-    result["loss"] = with_provenance(
+    result["losses"] = with_provenance(
         trajectory, splits, result["fit"],
         selection={"method": "backward elimination on the validation force RMSE (mean over species)",
                    "rule": rule, "candidates": descriptors.names, "curve": curve})

@@ -139,7 +139,7 @@ def test_select_descriptors_from_the_command_line(tmp_path, capsys):
     assert [row["n_invariants"] for row in summary["curve"]] == [4, 3, 2, 1]
     assert (out / "elimination.csv").read_text().count("\n") == 5
     assert (out / "elimination.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    loss = DescriptorLoss.load(out / "loss.json")
+    loss = DescriptorLoss.load(out / "losses.json")
     assert loss.form == "shared" and loss.descriptors.names == summary["selected"]
     assert ",".join(loss.provenance["selection"]["candidates"]) == names
     assert loss.provenance["energy_weight"] == 0.0 and "test" in loss.provenance["energy_rmse"]
