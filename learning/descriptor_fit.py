@@ -25,9 +25,9 @@ row, E_frame - E_wall(frame) = x . theta + c, with x_sp = sum_{i in s} phi_p(i) 
 sum_{i in s} phi_p(i) phi_q(i) (B columns, half for p = q): minus the force columns are its gradient.
 The constant c (one per frame composition: a trajectory has one) is eliminated by centring rows and
 targets on the training frames (:class:`EnergySums`).  The rows enter the normal equations with
-weight w^2 = W sum_train |F - F_wall|^2 / sum_train (y - mean y)^2, so with W = 1 the energy rows
-together weigh as much as the force rows (a model with zero energy and force error ratio costs the
-same in both): one energy row counts like the force rows of one frame.  W = 0 is the force-only fit.
+weight w^2 = W sum_train |F - F_wall|^2 / sum_train (y - mean y)^2: with W = 1 a given relative
+error costs as much in the energy rows (together) as in the force rows (together), so one energy
+row counts like the force rows of one frame.  W = 0 is the force-only fit, bit for bit.
 Units: forces in eV/angstrom, energies in eV, A in eV, B in eV.
 """
 
@@ -129,10 +129,12 @@ class EnergySums:
         return float(np.sqrt(max(self.ee / self.n - (self.e / self.n) ** 2, 0.0)))
 
     def mean_x(self, cols) -> np.ndarray:
+        """Mean row over the frames (columns ``cols``)."""
         return self.x0[cols] + self.x[cols] / self.n
 
     @property
     def mean_y(self) -> float:
+        """Mean target over the frames (eV)."""
         return self.y0 + self.y / self.n
 
     def restricted(self, cols) -> EnergySums:
