@@ -62,7 +62,8 @@ class DescriptorSelectionExperiment(FeatureSelectionExperiment):
         axis.legend(fontsize=7, ncol=2)
         full, chosen = result["full"], result["fit"]
         summary = {
-            "form": cfg.form, "order": cfg.order, "candidates": len(descriptors), "selected_count": len(result["selected"]),
+            "form": cfg.form, "order": cfg.order, "candidates": len(descriptors),
+            "selected_count": len(result["selected"]),
             "selected": result["selected"], "relative_rmse": {"full": full.rmse, "selected": chosen.rmse},
             "ridge": {"full": full.ridge, "selected": chosen.ridge},
             "energy_rmse": {"full": full.loss.provenance.get("energy_rmse"),

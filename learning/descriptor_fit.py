@@ -284,7 +284,8 @@ class DescriptorEquations:
         new_index = {int(p): k for k, p in enumerate(keep)}
         sub = DescriptorEquations(DescriptorSet(tuple(self.descriptors.features[p] for p in keep)), self.form,
                                   self.species, [new_index[int(q)] for q in self.quadratic[kept_q]], self.wall)
-        pairs = parameter_columns(len(self.quadratic), kept_q)[len(kept_q):] - len(self.quadratic) + len(self.descriptors)
+        Q, P = len(self.quadratic), len(self.descriptors)
+        pairs = parameter_columns(Q, kept_q)[len(kept_q):] - Q + P  # B columns of the kept Q x Q pairs
         per_block = np.concatenate([keep, pairs])
         cols = np.concatenate([b * self.block + per_block for b in range(self.n_columns // self.block)])
         for split, equations in self.equations.items():
@@ -322,7 +323,8 @@ class DescriptorEquations:
             G, b = G + w2 * Gc, b + w2 * bc
         return G, b
 
-    def solve(self, order: str, ridge: float, split: str = "train", energy_weight: float = 0.0) -> dict[str, np.ndarray]:
+    def solve(self, order: str, ridge: float, split: str = "train",
+              energy_weight: float = 0.0) -> dict[str, np.ndarray]:
         """Parameters on ``split``: ``{species: theta}`` (own) or ``{"joint": theta}`` (shared), with
         energy rows of weight ``energy_weight`` (shared form; 0: forces only).
 
