@@ -18,6 +18,7 @@ from __future__ import annotations
 import re
 
 from agents.descriptor_loss import FORMS
+from agents.validation import non_negative
 from agents.descriptors import CutRadial, DescriptorSet, Feature, parse_feature, prototype_descriptors
 from agents.weights import paper_weight_functions, weight_functions
 from learning.descriptor_fit import RIDGES, fit_descriptor_loss
@@ -46,7 +47,8 @@ def descriptor_set(invariants: str, species, cutoff: float) -> DescriptorSet:
 
 
 def learn(trajectory, form: str = "own", invariants: str = "auto", order: str = "quadratic",
-          cutoff: float | None = None, ridge: float | None = None, progress: bool = False):
+          cutoff: float | None = None, ridge: float | None = None, energy_weight: float = 0.0,
+          progress: bool = False):
     """The loss asked for (see the module docstring), learned from ``trajectory``.
 
     Args:
@@ -55,9 +57,14 @@ def learn(trajectory, form: str = "own", invariants: str = "auto", order: str = 
         cutoff: r_c (angstrom) of descriptor losses; None: the paper's minimum image where that applies.
         ridge: the ridge (paper losses: on the column-scaled problem, default 0; descriptor losses: relative
             to the mean diagonal, default chosen on validation from :data:`learning.descriptor_fit.RIDGES`).
+        energy_weight: weight W of the potential-energy rows (shared form only; 0: forces only; see
+            :mod:`learning.descriptor_fit`).
     """
     if form not in FORMS:
         raise ValueError(f"--form must be one of {FORMS}, got {form!r}")
+    if non_negative("--energy-weight", energy_weight) and form != "shared":
+        raise ValueError(f"--energy-weight {energy_weight} needs --form shared: only the shared loss "
+                         "E = sum_i H_i is a potential energy")
     paper_kind = form == "own" and cutoff is None and invariants != "many-body" and ":" not in invariants
     if paper_kind:
         chosen = "auto" if invariants == "auto" else (
@@ -66,4 +73,4 @@ def learn(trajectory, form: str = "own", invariants: str = "auto", order: str = 
     species = tuple(dict.fromkeys(trajectory.symbols))
     descriptors = descriptor_set(invariants, species, DEFAULT_CUTOFF if cutoff is None else cutoff)
     return fit_descriptor_loss(trajectory, descriptors, form, order, RIDGES if ridge is None else (ridge,),
-                               progress=progress)
+                               energy_weight=energy_weight, progress=progress)

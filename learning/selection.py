@@ -50,10 +50,18 @@ def backward_elimination(data: SpeciesData, order: str = "quadratic", ridge: flo
             bar.update()
 
 
-def chosen(curve: list[dict], n_keep: int | None) -> dict:
-    """The row of ``curve`` with ``n_keep`` invariants (None: the lowest validation RMSE)."""
+def chosen(curve: list[dict], n_keep: int | None, tolerance: float | None = None) -> dict:
+    """The row of ``curve`` with ``n_keep`` invariants; with ``n_keep`` None, the lowest validation RMSE,
+    or with a ``tolerance`` the smallest set whose validation RMSE is within that fraction of the lowest
+    (validation <= (1 + tolerance) x best)."""
     if n_keep is None:
-        return min(curve, key=lambda row: row["validation"])
+        best = min(curve, key=lambda row: row["validation"])
+        if tolerance is None:
+            return best
+        if not tolerance >= 0:
+            raise ValueError(f"tolerance must be a fraction >= 0, got {tolerance}")
+        good = [row for row in curve if row["validation"] <= (1 + tolerance) * best["validation"]]
+        return min(good, key=lambda row: row["n_invariants"])
     sizes = [row["n_invariants"] for row in curve]
     if n_keep not in sizes:
         raise ValueError(f"n_keep must be between 1 and {max(sizes)}, got {n_keep}")

@@ -1,5 +1,7 @@
 """Linear least-squares fits of descriptor losses (learning/descriptor_fit.py), own and shared form."""
 
+import json
+
 import numpy as np
 import pytest
 from manybody_support import EVERY_KIND, random_config, random_loss, small_wall
@@ -80,3 +82,90 @@ def test_quadratic_subset_must_be_descriptor_indices():
         DescriptorEquations(EVERY_KIND, "own", ("O", "H"), [0, 0])
     with pytest.raises(ValueError, match="form"):
         DescriptorEquations(EVERY_KIND, "joint", ("O", "H"))
+
+
+def energy_run(truth, n_frames, seed):
+    """Configurations, forces and total energies sum_i H_i (wall included) of ``truth``."""
+    frames, symbols, forces = run(truth, n_frames, seed)
+    energies = np.array([truth.evaluate(q, BOX, symbols)[0].sum() for q in frames])
+    return frames, symbols, forces, energies
+
+
+def test_energy_row_is_the_shared_energy():
+    """row . theta = sum_i H_i: the energy columns are the integrals of minus the force columns."""
+    truth = random_loss(EVERY_KIND, "shared", np.random.default_rng(20), quadratic=QUADRATIC)
+    positions, symbols = random_config(24, BOX, np.random.default_rng(21))
+    equations = DescriptorEquations(EVERY_KIND, "shared", ("O", "H"), QUADRATIC)
+    row = equations.energy_row(descriptor_jacobian(positions, BOX, symbols, EVERY_KIND).phi, symbols)
+    iu, ju = np.triu_indices(len(QUADRATIC))
+    Q = np.array(QUADRATIC)
+    theta = np.concatenate([np.concatenate([truth.A[s], truth.B[s][Q[iu], Q[ju]]]) for s in ("O", "H")])
+    energy = truth.evaluate(positions, BOX, symbols)[0].sum()
+    assert row @ theta == pytest.approx(energy, rel=1e-12)
+
+
+def test_energies_alone_recover_a_known_loss():
+    """The centred energy rows by themselves (no force rows) give back A and B exactly (the constant is
+    eliminated by the centring); the wall's energy is subtracted from the targets."""
+    truth = random_loss(EVERY_KIND, "shared", np.random.default_rng(22), quadratic=[0, 5], wall=small_wall())
+    frames, symbols, forces, energies = energy_run(truth, 40, seed=23)
+    equations = DescriptorEquations(EVERY_KIND, "shared", ("O", "H"), [0, 5], truth.wall)
+    equations.add_frames({"train": range(40)}, frames, BOX, symbols, forces, energies + 123.0)
+    cols = equations.columns("quadratic")
+    G, b = equations.energy["train"].centred(cols)
+    theta = np.linalg.solve(G, b)
+    loss = equations.loss("quadratic", {"joint": theta})
+    for s in ("O", "H"):
+        scale = np.max(np.abs(truth.A[s]))
+        assert np.max(np.abs(loss.A[s] - truth.A[s])) <= 1e-7 * scale
+        assert np.max(np.abs(loss.B[s] - truth.B[s])) <= 1e-7 * scale
+
+
+def test_energy_weight_zero_is_the_force_fit_and_energies_fit_exactly():
+    truth = random_loss(EVERY_KIND, "shared", np.random.default_rng(24), quadratic=QUADRATIC)
+    frames, symbols, forces, energies = energy_run(truth, 8, seed=25)
+    noisy = forces + np.random.default_rng(26).normal(scale=0.1 * forces.std(), size=forces.shape)
+    splits = {"train": range(6), "validation": range(6, 8)}
+    plain = DescriptorEquations(EVERY_KIND, "shared", ("O", "H"), QUADRATIC).add_frames(
+        splits, frames, BOX, symbols, noisy)
+    with_energy = DescriptorEquations(EVERY_KIND, "shared", ("O", "H"), QUADRATIC).add_frames(
+        splits, frames, BOX, symbols, noisy, energies)
+    before, after = fit(plain, "quadratic"), fit(with_energy, "quadratic", energy_weight=0.0)
+    for s in ("O", "H"):
+        assert np.array_equal(before.loss.A[s], after.loss.A[s]) and np.array_equal(before.loss.B[s], after.loss.B[s])
+    assert "energy_rmse" not in before.loss.provenance and after.loss.provenance["energy_weight"] == 0.0
+    weighted = fit(with_energy, "quadratic", energy_weight=10.0)
+    energy_error = weighted.loss.provenance["energy_rmse"]
+    assert energy_error["validation"]["relative"] < after.loss.provenance["energy_rmse"]["validation"]["relative"]
+    exact = DescriptorEquations(EVERY_KIND, "shared", ("O", "H"), QUADRATIC).add_frames(
+        splits, frames, BOX, symbols, forces, energies)
+    result = fit(exact, "quadratic", ridges=(0.0,), energy_weight=1.0)
+    assert result.loss.provenance["energy_rmse"]["validation"]["relative"] < 1e-8
+    assert np.max(np.abs(result.loss.A["O"] - truth.A["O"])) <= 1e-8 * np.max(np.abs(truth.A["O"]))
+
+
+def test_energy_targets_need_the_shared_form(tmp_path, capsys):
+    from conftest import embedded_run_slice
+
+    from experiments.cli import main
+    from learning.fitting import learn
+
+    positions, symbols = random_config(24, BOX, np.random.default_rng(27))
+    with pytest.raises(ValueError, match="shared form"):
+        DescriptorEquations(EVERY_KIND, "own", ("O", "H")).add("train", positions, BOX, symbols,
+                                                                np.zeros((24, 3)), energy=-1.0)
+    with pytest.raises(ValueError, match="energy_weight needs the shared form"):
+        fit(DescriptorEquations(EVERY_KIND, "own", ("O", "H")), "linear", energy_weight=1.0)
+    with pytest.raises(ValueError, match="--energy-weight 1.0 needs --form shared"):
+        learn(None, "own", "many-body", energy_weight=1.0)
+    (tmp_path / "run").mkdir()
+    data = str(embedded_run_slice(tmp_path / "run", 40) / "h2o-32.inp")
+    names = "O:gauss(s=1,rc=3.5),H:gauss(s=1,rc=3.5),OH:angle(eta=0.3,zeta=2,lambda=+1,rc=3)"
+    code = main(["fit", "--data", data, "--form", "own", "--invariants", names, "--energy-weight", "1",
+                 "--out", str(tmp_path / "own.json"), "--no-progress"])
+    assert code == 2 and "--energy-weight 1.0 needs --form shared" in capsys.readouterr().err
+    code = main(["fit", "--data", data, "--form", "shared", "--invariants", names, "--order", "linear",
+                 "--energy-weight", "1", "--out", str(tmp_path / "shared.json"), "--no-progress"])
+    printed = json.loads(capsys.readouterr().out)
+    assert code == 0 and printed["energy_weight"] == 1.0
+    assert 0 < printed["energy_rmse"]["test"]["eV_per_atom"] < 0.1

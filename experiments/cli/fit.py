@@ -8,14 +8,19 @@ import warnings
 from pathlib import Path
 
 from agents.loss_file import load_losses
-from experiments.cli.options import positive_float
+from experiments.cli.options import non_negative_float, positive_float, writable_directory
+from experiments.descriptor_selection import DescriptorSelectionExperiment
 from experiments.feature_selection import FeatureSelectionExperiment
 from experiments.outputs import plain
 from learning.labelled import read_labelled, write_labelled
 from learning.fitting import DEFAULT_CUTOFF, INVARIANTS, learn
 from learning.regression import ORDERS
 from learning.scoring import relative_force_rmse
+from learning.descriptor_selection import DEFAULT_TOLERANCE
 from learning.selection import DEFAULT_RIDGE
+
+#: Weight functions kept per species by the paper's selection (Sec. 5.2).
+PAPER_KEEP = 7
 
 
 def evaluate_losses(losses, trajectory) -> dict:
@@ -30,19 +35,50 @@ def _fit(args) -> int:
         raise ValueError(f"--out {out}: the directory {out.parent} does not exist")
     trajectory = read_labelled(args.data, args.dt)
     losses = learn(trajectory, args.form, args.invariants, args.order, args.cutoff, args.ridge,
-                   progress=not args.no_progress)
+                   args.energy_weight, progress=not args.no_progress)
     losses.save(out)
-    print(json.dumps({"out": str(out), "metrics": losses.provenance["metrics"]}, indent=1))
+    printed = {"out": str(out), "metrics": losses.provenance["metrics"]}
+    if "energy_rmse" in losses.provenance:
+        printed.update({k: losses.provenance[k] for k in ("energy_weight", "energy_rmse")})
+    print(json.dumps(printed, indent=1))
     return 0
 
 
 def _select(args) -> int:
+    descriptors = args.invariants is not None or args.form == "shared" or args.cutoff is not None
+    if descriptors:
+        return _select_descriptors(args)
+    if args.tolerance is not None or args.energy_weight:
+        raise ValueError("--tolerance and --energy-weight apply to descriptor selection (give --invariants)")
     experiment = FeatureSelectionExperiment(trajectory=read_labelled(args.data, args.dt), data=args.data,
-                                            n_keep=args.keep, order=args.order, ridge=args.ridge,
+                                            n_keep=PAPER_KEEP if args.keep is None else args.keep,
+                                            order=args.order, ridge=DEFAULT_RIDGE if args.ridge is None else args.ridge,
                                             progress=not args.no_progress)
     experiment.save(args.out)
     summary = experiment.results.summary
     print(json.dumps(plain({k: summary[k] for k in ("selected", "table1", "wall_time_s")}), indent=1))
+    return 0
+
+
+def _select_descriptors(args) -> int:
+    if args.invariants is None or args.invariants == "auto":
+        raise ValueError("descriptor selection (--form shared or --cutoff) needs --invariants: many-body, paper or "
+                         "names of descriptors")
+    if args.ridge is not None:
+        raise ValueError("--ridge: descriptor selection chooses the ridge on the validation split")
+    if args.energy_weight and args.form != "shared":
+        raise ValueError(f"--energy-weight {args.energy_weight} needs --form shared: only the shared loss "
+                         "E = sum_i H_i is a potential energy")
+    out = writable_directory(args.out)
+    experiment = DescriptorSelectionExperiment(
+        trajectory=read_labelled(args.data, args.dt), data=args.data, invariants=args.invariants,
+        form=args.form or "own", cutoff=args.cutoff, order=args.order, n_keep=args.keep,
+        tolerance=DEFAULT_TOLERANCE if args.tolerance is None else args.tolerance,
+        energy_weight=args.energy_weight, progress=not args.no_progress)
+    experiment.save(out)
+    summary = experiment.results.summary
+    print(json.dumps(plain({k: summary[k] for k in ("candidates", "selected_count", "relative_rmse", "select_s")}),
+                     indent=1))
     return 0
 
 
@@ -91,6 +127,14 @@ def _data_options(parser) -> None:
                         help="fs between frames of ASE-read data whose frames have no time_fs (not for CP2K runs)")
 
 
+def _energy_option(parser) -> None:
+    """``--energy-weight``: CP2K's potential energies as extra targets of the shared loss."""
+    parser.add_argument("--energy-weight", type=non_negative_float, default=0.0,
+                        help="shared form: weight W of the potential-energy rows (one per frame, centred over the "
+                             "training frames; W = 1 weighs them as much as all force rows together); default 0: "
+                             "forces only")
+
+
 def register(subparsers, common) -> None:
     p = subparsers.add_parser("fit", parents=[common], help="learn the agent losses (eq. 5.1) and save them as JSON")
     _data_options(p)
@@ -108,15 +152,32 @@ def register(subparsers, common) -> None:
     p.add_argument("--ridge", type=float, default=None,
                    help=f"ridge penalty (default: {DEFAULT_RIDGE} for the paper's losses on the column-scaled "
                         "problem; for descriptor losses chosen on the validation split)")
+    _energy_option(p)
     p.add_argument("--out", required=True, help="the loss JSON to write")
     p.set_defaults(func=_fit)
 
     p = subparsers.add_parser("select", parents=[common],
-                              help="backward elimination over the 18 weight functions (Fig. 2, Table 1)")
+                              help="backward elimination: over the 18 weight functions per species (Fig. 2, "
+                                   "Table 1), or with --invariants over a union of descriptors (own or shared form)")
     _data_options(p)
-    p.add_argument("--keep", type=int, default=7, help="invariants kept per species (the paper and default: 7)")
+    p.add_argument("--invariants", default=None,
+                   help="candidates for descriptor selection: many-body (radial + angular), paper (the 18 cut at "
+                        "--cutoff) or NAME,NAME,...; default: the paper's selection (own form, minimum image)")
+    p.add_argument("--form", choices=["own", "shared"], default=None,
+                   help="form of the descriptor losses (default own; shared implies descriptor selection)")
+    p.add_argument("--cutoff", type=positive_float,
+                   help=f"cutoff r_c (angstrom) of the descriptors (default {DEFAULT_CUTOFF})")
+    p.add_argument("--keep", type=int, default=None,
+                   help=f"invariants kept (the paper's selection: per species, default {PAPER_KEEP}; descriptor "
+                        "selection: in all, default the --tolerance rule)")
+    p.add_argument("--tolerance", type=non_negative_float, default=None,
+                   help="descriptor selection: keep the smallest set whose validation RMSE (mean over species) is "
+                        f"within this fraction of the best (default {DEFAULT_TOLERANCE})")
     p.add_argument("--order", choices=ORDERS, default="quadratic", help="default: quadratic")
-    p.add_argument("--ridge", type=float, default=DEFAULT_RIDGE, help=f"default {DEFAULT_RIDGE}")
+    p.add_argument("--ridge", type=float, default=None,
+                   help=f"the paper's selection: ridge on the column-scaled problem (default {DEFAULT_RIDGE}); "
+                        "descriptor selection chooses it on validation")
+    _energy_option(p)
     p.add_argument("--out", required=True, help="output directory")
     p.set_defaults(func=_select)
 

@@ -6,7 +6,7 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from agents.validation import positive
+from agents.validation import non_negative, positive
 
 
 def writable_directory(path) -> Path:
@@ -29,6 +29,14 @@ def path_and_frame(text: str | None) -> tuple[str | None, int | None]:
     if separator and path and frame.lstrip("-").isdigit():
         return path, int(frame)
     return text, None
+
+
+def non_negative_float(text: str) -> float:
+    """An argparse type: a finite number >= 0."""
+    try:
+        return non_negative("value", text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text}") from None
 
 
 def positive_float(text: str) -> float:
