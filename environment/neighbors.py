@@ -13,8 +13,7 @@ The whole build is compiled: a counting sort of the atoms into cells of side >= 
 (``CELLS_PER_RADIUS``), then a count pass and a fill pass over the 5 x 5 x 5 neighbouring cells,
 parallel over sinks, each sink scanning only the cells whose box comes within r_c + skin of it.
 Every row is written at its own offset, so the list does not depend on the number of threads.
-Boxes too small for that stencil use cells of side >= r_c + skin (3 x 3 x 3), and boxes under
-3 (r_c + skin) one cell (all pairs, minimum image).
+Boxes under 2.5 (r_c + skin), too small for that stencil, use one cell (all pairs, minimum image).
 Memory: 4 bytes per listed pair (about 140 pairs per atom in water at r_c + skin = 7 angstrom)
 and 8 (S + 1) bytes of row pointers per atom; see docs/neighbors.md for the measured cost.
 """
@@ -191,13 +190,11 @@ def _stale(P, R, species, reference_species, box, half_skin):
 
 
 def _grid(box: float, radius: float) -> tuple[int, int]:
-    """(cells per side, stencil reach) for a list of ``radius`` in a box of side ``box``."""
+    """(cells per side, stencil reach) for a list of ``radius`` in a box of side ``box``; (1, 0) when the
+    box is too small for 2 reach + 1 distinct cells along each axis."""
     radius *= 1.0 + 1e-12  # cells a hair wider than radius / reach: rounding in the binning cannot matter
-    for reach in (CELLS_PER_RADIUS, 1):
-        n_cell = int(box * reach / radius)
-        if n_cell >= 2 * reach + 1:
-            return n_cell, reach
-    return 1, 0
+    n_cell = int(box * CELLS_PER_RADIUS / radius)
+    return (n_cell, CELLS_PER_RADIUS) if n_cell >= 2 * CELLS_PER_RADIUS + 1 else (1, 0)
 
 
 class NeighborList:
