@@ -10,12 +10,13 @@ skin / 2 from where it was at the last build (two atoms approach by at most skin
 :meth:`NeighborList.update` rebuilds only then.
 
 The whole build is compiled: a counting sort of the atoms into cells of side >= (r_c + skin) / 2
-(``CELLS_PER_RADIUS``), then a count pass and a fill pass over the 5 x 5 x 5 neighbouring cells,
-parallel over sinks, each sink scanning only the cells whose box comes within r_c + skin of it.
-Every row is written at its own offset, so the list does not depend on the number of threads.
+(``CELLS_PER_RADIUS``), then one distance pass over the 5 x 5 x 5 neighbouring cells, each sink
+scanning only the runs of cells that come within r_c + skin of it, parallel over fixed chunks of
+sinks that write into their own buffers; the buffers are appended in chunk order, so the list does
+not depend on the number of threads.
 Boxes under 2.5 (r_c + skin), too small for that stencil, use one cell (all pairs, minimum image).
-Memory: 4 bytes per listed pair (about 140 pairs per atom in water at r_c + skin = 7 angstrom)
-and 8 (S + 1) bytes of row pointers per atom; see docs/neighbors.md for the measured cost.
+Memory: 4 bytes per listed pair (about 145 pairs per atom in water at r_c + skin = 7 angstrom, and up
+to 5 % spare room) and 8 (S + 1) bytes of row pointers per atom; see docs/neighbors.md.
 """
 
 from __future__ import annotations
@@ -31,8 +32,9 @@ from agents.geometry import fold
 DEFAULT_SKIN = 1.0
 #: Cells per list radius along each axis (cell side >= radius / CELLS_PER_RADIUS), when the box allows it.
 CELLS_PER_RADIUS = 2
-#: Sinks per parallel task of the count and fill passes (fixed: the output never depends on the thread count).
+#: Sinks per parallel task, and tasks per wave (fixed: the output never depends on the thread count).
 _CHUNK = 64
+_WAVE = 32
 
 
 @njit(cache=True, parallel=True)
@@ -94,82 +96,117 @@ def _scan(lo, hi, s, xs, ys, zs, sx, sy, sz, X, Y, Z, r2max, box, minimum_image,
     return n
 
 
-@njit(cache=True, parallel=True)
-def _pairs(X, Y, Z, sp, box, r2max, n_cell, reach, cell, cell_ptr, capacity, fill, ptr, indices):
-    """Count (``fill`` False: into ``ptr[s, a + 1]``) or store (at ``ptr[s, a]`` on) the neighbours of every sink.
+@njit(cache=True, inline="always")
+def _collect(s, X, Y, Z, box, r2max, n_cell, reach, cell, cell_ptr, n_species, hits):
+    """Sink s's neighbours into ``hits`` in scan order; their number.
 
     Neighbour cells are offsets -reach..reach of the sink's cell (distinct when n_cell >= 2 reach + 1),
     the periodic image chosen by the offset; for each (x, y) column the run of cells along z that comes
     within the radius is one contiguous range of atoms (two where it wraps).  With ``n_cell == 1``:
-    all atoms, minimum image.  A sink's hits (at most ``capacity - 1``) are collected in scan order,
-    then split by species, so within a (row, species) block neighbours come in scan order.
+    all atoms, minimum image.
     """
-    N = X.size
-    n_species = ptr.shape[1] - 1
+    xs, ys, zs = X[s], Y[s], Z[s]
+    if n_cell == 1:
+        return _scan(0, X.size, s, xs, ys, zs, 0.0, 0.0, 0.0, X, Y, Z, r2max, box, True, hits, 0)
     side = box / n_cell
     tol = 1e-9 * box
-    n_chunks = (N + _CHUNK - 1) // _CHUNK
-    for chunk in prange(n_chunks):
-        c = np.zeros(n_species, dtype=np.int64)
-        hits = np.empty(capacity, dtype=np.int32)
-        for s in range(chunk * _CHUNK, min(N, (chunk + 1) * _CHUNK)):
-            xs, ys, zs = X[s], Y[s], Z[s]
-            n = 0
-            if n_cell == 1:
-                n = _scan(0, N, s, xs, ys, zs, 0.0, 0.0, 0.0, X, Y, Z, r2max, box, True, hits, n)
-            else:
-                c0 = cell[s]
-                cx, cy, cz = c0 // (n_cell * n_cell), (c0 // n_cell) % n_cell, c0 % n_cell
-                for ux in range(cx - reach, cx + reach + 1):
-                    gx = max(0.0, ux * side - xs - tol, xs - (ux + 1) * side - tol)
-                    wx = ux % n_cell
-                    sx = (ux - wx) // n_cell * box  # image shift: -box, 0 or box
-                    for uy in range(cy - reach, cy + reach + 1):
-                        gy = max(0.0, uy * side - ys - tol, ys - (uy + 1) * side - tol)
-                        rest = r2max - gx * gx - gy * gy
-                        if rest < 0.0:
-                            continue
-                        wy = uy % n_cell
-                        sy = (uy - wy) // n_cell * box
-                        h = np.sqrt(rest) + tol
-                        z0 = max(cz - reach, int(np.floor((zs - h) / side)))
-                        z1 = min(cz + reach, int(np.floor((zs + h) / side)))
-                        column = (wx * n_cell + wy) * n_cell
-                        while z0 <= z1:  # runs of cells without a wrap: one image shift each
-                            wz = z0 % n_cell
-                            end = min(z1, z0 - wz + n_cell - 1)
-                            lo = cell_ptr[(column + wz) * n_species]
-                            hi = cell_ptr[(column + wz + end - z0 + 1) * n_species]
-                            sz = (z0 - wz) // n_cell * box
-                            n = _scan(lo, hi, s, xs, ys, zs, sx, sy, sz, X, Y, Z, r2max, box, False, hits, n)
-                            z0 = end + 1
-            c[:] = 0
-            if fill:
-                for i in range(n):
-                    j = hits[i]
-                    a = sp[j]
-                    indices[ptr[s, a] + c[a]] = j
-                    c[a] += 1
-            else:
-                for i in range(n):
-                    c[sp[hits[i]]] += 1
-            if not fill:
-                for a in range(n_species):
-                    ptr[s, a + 1] = c[a]
+    n = 0
+    c0 = cell[s]
+    cx, cy, cz = c0 // (n_cell * n_cell), (c0 // n_cell) % n_cell, c0 % n_cell
+    for ux in range(cx - reach, cx + reach + 1):
+        gx = max(0.0, ux * side - xs - tol, xs - (ux + 1) * side - tol)
+        wx = ux % n_cell
+        sx = (ux - wx) // n_cell * box  # image shift: -box, 0 or box
+        for uy in range(cy - reach, cy + reach + 1):
+            gy = max(0.0, uy * side - ys - tol, ys - (uy + 1) * side - tol)
+            rest = r2max - gx * gx - gy * gy
+            if rest < 0.0:
+                continue
+            wy = uy % n_cell
+            sy = (uy - wy) // n_cell * box
+            h = np.sqrt(rest) + tol
+            z0 = max(cz - reach, int(np.floor((zs - h) / side)))
+            z1 = min(cz + reach, int(np.floor((zs + h) / side)))
+            column = (wx * n_cell + wy) * n_cell
+            while z0 <= z1:  # runs of cells without a wrap: one image shift each
+                wz = z0 % n_cell
+                end = min(z1, z0 - wz + n_cell - 1)
+                lo = cell_ptr[(column + wz) * n_species]
+                hi = cell_ptr[(column + wz + end - z0 + 1) * n_species]
+                sz = (z0 - wz) // n_cell * box
+                n = _scan(lo, hi, s, xs, ys, zs, sx, sy, sz, X, Y, Z, r2max, box, False, hits, n)
+                z0 = end + 1
+    return n
+
+
+@njit(cache=True, parallel=True)
+def _wave(first, X, Y, Z, sp, box, r2max, n_cell, reach, cell, cell_ptr, local_ptr, buffer, totals):
+    """Rows of the chunks ``first, first + 1, ...`` (``buffer.shape[0]`` of them, _CHUNK sinks each), in
+    parallel: chunk w's rows, split by species, into ``buffer[w]``, their offsets there into
+    ``local_ptr[w * _CHUNK + row]`` and their length into ``totals[w]``."""
+    N = X.size
+    n_species = local_ptr.shape[1] - 1
+    for w in prange(buffer.shape[0]):
+        totals[w] = 0
+        s0 = (first + w) * _CHUNK
+        if s0 >= N:
+            continue
+        hits = np.empty(buffer.shape[1] // _CHUNK, dtype=np.int32)
+        cursor = np.empty(n_species, dtype=np.int64)
+        at = 0
+        for s in range(s0, min(N, s0 + _CHUNK)):
+            n = _collect(s, X, Y, Z, box, r2max, n_cell, reach, cell, cell_ptr, n_species, hits)
+            row = local_ptr[w * _CHUNK + s - s0]
+            row[:] = 0
+            for i in range(n):
+                row[sp[hits[i]] + 1] += 1
+            row[0] = at
+            for a in range(n_species):
+                row[a + 1] += row[a]
+                cursor[a] = row[a]
+            for i in range(n):  # within a (row, species) block, neighbours in scan order
+                j = hits[i]
+                buffer[w, cursor[sp[j]]] = j
+                cursor[sp[j]] += 1
+            at += n
+        totals[w] = at
 
 
 @njit(cache=True)
-def _offsets(ptr):
-    """Turn per-(row, species) counts in ``ptr[:, 1:]`` into offsets in place; the largest count."""
-    total = 0
+def _assemble(X, Y, Z, sp, box, r2max, n_cell, reach, cell, cell_ptr, capacity, n_species, estimate):
+    """The list in one distance pass: waves of chunks (:func:`_wave`), each wave's rows appended in chunk
+    order (so the list does not depend on the thread count) to ``indices``, which grows by half when full.
+
+    Returns:
+        indices (its first ``ptr[-1, -1]`` entries are the list), ptr (N, S + 1), the largest block.
+    """
+    N = X.size
+    n_chunks = (N + _CHUNK - 1) // _CHUNK
+    W = min(n_chunks, _WAVE)
+    buffer = np.empty((W, _CHUNK * capacity), dtype=np.int32)
+    local_ptr = np.empty((W * _CHUNK, n_species + 1), dtype=np.int64)
+    totals = np.empty(W, dtype=np.int64)
+    ptr = np.empty((N, n_species + 1), dtype=np.int64)
+    indices = np.empty(max(estimate, 1), dtype=np.int32)
+    at = 0
     largest = 0
-    for s in range(ptr.shape[0]):
-        ptr[s, 0] = total
-        for a in range(1, ptr.shape[1]):
-            largest = max(largest, ptr[s, a])
-            total += ptr[s, a]
-            ptr[s, a] = total
-    return largest
+    for first in range(0, n_chunks, W):
+        _wave(first, X, Y, Z, sp, box, r2max, n_cell, reach, cell, cell_ptr, local_ptr, buffer, totals)
+        need = at + totals.sum()
+        if need > indices.size:
+            grown = np.empty(max(need, indices.size + indices.size // 2), dtype=np.int32)
+            grown[:at] = indices[:at]
+            indices = grown
+        for w in range(W):
+            s0 = (first + w) * _CHUNK
+            for s in range(s0, min(N, s0 + _CHUNK)):
+                for a in range(n_species + 1):
+                    ptr[s, a] = local_ptr[w * _CHUNK + s - s0, a] + at
+                for a in range(n_species):
+                    largest = max(largest, ptr[s, a + 1] - ptr[s, a])
+            indices[at:at + totals[w]] = buffer[w, :totals[w]]
+            at += totals[w]
+    return indices, ptr, largest
 
 
 @njit(cache=True)
@@ -259,17 +296,21 @@ class NeighborList:
         n_species = (int(species.max()) + 1 if N else 1) if n_species is None else int(n_species)
         if N and (species.min() < 0 or species.max() >= n_species):
             raise ValueError(f"species must lie in [0, n_species = {n_species}), got {species.min()}..{species.max()}")
+        previous = len(self.indices) if self.indices is not None and self._key == (box, N) else None
+        self.indices = self.pointers = None  # the old list's memory is free for the new one
         n_cell, reach = _grid(box, self.radius)
         order, X, Y, Z, sp, cell, cell_ptr = _bin(positions, box, species, n_species, n_cell)
-        ptr = np.zeros((N, n_species + 1), dtype=np.int64)
         r2max = self.radius**2
         # a sink's candidates all lie in its (2 reach + 1)^3 distinct cells
         occupancy = np.diff(cell_ptr[::n_species]).max() if N else 0
         capacity = min(N, (2 * reach + 1) ** 3 * int(occupancy)) + 1
-        _pairs(X, Y, Z, sp, box, r2max, n_cell, reach, cell, cell_ptr, capacity, False, ptr, np.zeros(1, np.int32))
-        self.max_block = int(_offsets(ptr))
-        indices = np.empty(int(ptr[-1, -1]) if N else 0, dtype=np.int32)
-        _pairs(X, Y, Z, sp, box, r2max, n_cell, reach, cell, cell_ptr, capacity, True, ptr, indices)
+        # room for the last list's pairs, else for what the density says, and a little more
+        expected = previous if previous is not None else N * min(N, N / box**3 * 4.19 * self.radius**3)
+        estimate = int(1.05 * expected) + N
+        indices, ptr, largest = _assemble(X, Y, Z, sp, box, r2max, n_cell, reach, cell, cell_ptr, capacity,
+                                          n_species, estimate)
+        indices = indices[:ptr[-1, -1] if N else 0]
+        self.max_block = int(largest)
         self.indices, self.pointers, self.order = indices, ptr, order
         self.max_row = int(np.max(ptr[:, -1] - ptr[:, 0])) if N else 0
         self._reference = positions.copy()
