@@ -30,6 +30,7 @@ from agents.descriptor_loss import DescriptorLoss
 from agents.loss import AgentLosses
 from agents.loss_file import load_losses
 from environment.forces import ForceEvaluator
+from environment.neighbors import DEFAULT_SKIN
 
 #: Loss forms whose agents all descend one total energy E = sum_k H_k (the calculator reports it).
 FORMS_WITH_ENERGY = ("shared",)
@@ -90,7 +91,7 @@ class MLDCalculator(Calculator):
 
     implemented_properties = ["forces"]
 
-    def __init__(self, loss, evaluator=ForceEvaluator, engine: str = "numba", cutoff=None, skin: float = 1.0,
+    def __init__(self, loss, evaluator=ForceEvaluator, engine: str = "numba", cutoff=None, skin: float = DEFAULT_SKIN,
                  threads: int | None = None, **kwargs):
         super().__init__(**kwargs)
         self.losses = load_losses(loss) if isinstance(loss, (str, Path)) else loss

@@ -39,7 +39,7 @@ from numba import njit, prange
 
 from agents.descriptor_loss import DescriptorLoss
 from agents.descriptors import DescriptorSet
-from environment.neighbors import NeighborList
+from environment.neighbors import DEFAULT_SKIN, NeighborList
 from environment.kernels import EXP, GAUSS, POW_INT, _exp, encode_functions
 from agents.cutoff import SmoothCutoff
 
@@ -501,7 +501,7 @@ class DescriptorForces:
     construction.
     """
 
-    def __init__(self, loss: DescriptorLoss, symbols, box: float, skin: float = 1.0):
+    def __init__(self, loss: DescriptorLoss, symbols, box: float, skin: float = DEFAULT_SKIN):
         self.shared = loss.form == "shared"
         self.box = float(box)
         loss.descriptors.check_box(self.box)
@@ -542,7 +542,7 @@ class DescriptorForces:
         n_chunks = max(1, min(N, numba.get_num_threads()))
         Fbuf = np.empty((n_chunks, N, 3))
         phi = np.zeros((N, P) if store else (1, P))
-        max_row = max(1, int(np.max(nl.pointers[:, -1] - nl.pointers[:, 0])) if N else 1)
+        max_row = max(1, nl.max_row)
         _kernel(X, Y, Z, self.box, self.spec[order], self.sink_type[order], nl.indices, nl.pointers,
                 len(self.species), max_row, self.radius**2, self.angular**2, e.rc, e.ron, e.rad_p, e.rad_src,
                 e.rad_kind, e.rad_param, e.rad_cut, e.leg_eta, e.leg_cut, e.ang_zeta, e.ang_lam, e.grp_ptr, e.grp_p,

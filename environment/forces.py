@@ -20,6 +20,7 @@ from agents.loss import AgentLosses
 from agents.validation import count, non_negative
 from environment.descriptor_kernels import DescriptorForces
 from environment.kernels import LossForces
+from environment.neighbors import DEFAULT_SKIN
 
 ENGINES = ("numba", "numpy")
 
@@ -56,7 +57,7 @@ class ForceEvaluator:
     """
 
     def __init__(self, losses: AgentLosses | DescriptorLoss, symbols, box: float, engine: str = "numba", cutoff=None,
-                 skin: float = 1.0, threads: int | None = None):
+                 skin: float = DEFAULT_SKIN, threads: int | None = None):
         if engine not in ENGINES:
             raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
         self.symbols = list(symbols)

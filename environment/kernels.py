@@ -36,7 +36,7 @@ from numba.extending import intrinsic
 from agents.cutoff import as_cutoff
 from agents.geometry import fold
 from agents.weights import Exponential, Gaussian, PowerLaw
-from environment.neighbors import NeighborList
+from environment.neighbors import DEFAULT_SKIN, NeighborList
 
 EXP, GAUSS, POW_INT, POW, EXP_POWER, GAUSS_POWER = 0, 1, 2, 3, 4, 5
 
@@ -452,7 +452,7 @@ class LossForces:
     ``SpeciesLoss.evaluate(*invariants.compute(...))`` species by species.
     """
 
-    def __init__(self, losses, symbols, box, cutoff=None, skin=1.0):
+    def __init__(self, losses, symbols, box, cutoff=None, skin=DEFAULT_SKIN):
         symbols = list(symbols)
         present = list(dict.fromkeys(symbols))
         self.species_order = tuple(present)  # global source-species index = position here

@@ -17,6 +17,7 @@ import environment.checkpoint as checkpoint
 from environment.builders import water_box
 from environment.forces import ForceEvaluator
 from environment.integrators import Integrator, VelocityVerlet
+from environment.neighbors import DEFAULT_SKIN
 from environment.kinetics import degrees_of_freedom, kinetic_energy, kinetic_temperature
 
 
@@ -74,7 +75,7 @@ class MolecularModel(mesa.Model):
         collect_velocities: bool = False,
         engine: str = "numba",
         cutoff=None,
-        skin: float = 1.0,
+        skin: float = DEFAULT_SKIN,
         threads: int | None = None,
         allow_other_box: bool = False,
         zero_net_force: bool = True,
