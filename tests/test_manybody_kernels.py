@@ -58,6 +58,37 @@ def test_thread_counts_agree():
     assert close(one[0], two[0], 1e-13) and close(one[1], two[1], 1e-13)
 
 
+#: Angular factors that share power rows in every way the kernel builds them: zeta = 1, 2^j and sums of powers
+#: of two (3, 5, 6, 7, 12) for both lambdas, three etas on one leg cutoff and a second leg cutoff, radial
+#: weights whose exp() is shared (exp(a=1/2) = exp(a=1/4)^2, gauss(s=1) = gauss(s=2)^4).
+POWERS = DescriptorSet.from_names(
+    "O:exp(a=1/4,rc=3.9); O:exp(a=1/2,rc=3.9); H:gauss(s=2,rc=3.9); H:gauss(s=1,rc=3.5); H:exp(a=1,rc=3.9);"
+    "OH:angle(eta=0.05,zeta=3,lambda=+1,rc=3.5); OH:angle(eta=0.3,zeta=5,lambda=-1,rc=3.5);"
+    "OH:angle(eta=1,zeta=6,lambda=+1,rc=3.5); HH:angle(eta=0.3,zeta=7,lambda=-1,rc=3.5);"
+    "HH:angle(eta=0.3,zeta=12,lambda=+1,rc=3.5); HH:angle(eta=0.05,zeta=1,lambda=-1,rc=3.5);"
+    "OO:angle(eta=0.3,zeta=16,lambda=+1,rc=3.9); OO:angle(eta=0.3,zeta=2,lambda=-1,rc=3.9);"
+    "HO:angle(eta=1,zeta=4,lambda=-1,rc=3.9)"
+)
+
+
+@pytest.mark.parametrize("form", ["own", "shared"])
+def test_shared_powers_and_exponentials_match_numpy(form):
+    positions, symbols = random_config(60, 9.0, np.random.default_rng(26))
+    loss = random_loss(POWERS, form, np.random.default_rng(27), wall=small_wall())
+    H, F = DescriptorForces(loss, symbols, 9.0, skin=0.5)(positions)
+    H0, F0 = loss.evaluate(positions, 9.0, symbols)
+    assert close(H, H0) and close(F, F0)
+
+
+@pytest.mark.parametrize("form", ["own", "shared"])
+def test_one_and_two_threads_give_the_same_bits(form):
+    positions, box, symbols, descriptors, wall = CASES["water"]
+    loss = random_loss(descriptors, form, np.random.default_rng(28), wall=wall)
+    one = ForceEvaluator(loss, symbols, box, threads=1)(positions)
+    two = ForceEvaluator(loss, symbols, box, threads=min(2, numba.config.NUMBA_NUM_THREADS))(positions)
+    assert np.array_equal(one[0], two[0]) and np.array_equal(one[1], two[1])
+
+
 def test_atoms_without_a_loss_are_sources_only():
     positions, box, symbols, descriptors, wall = CASES["random"]
     loss = random_loss(descriptors, "shared", np.random.default_rng(24))
