@@ -19,6 +19,8 @@ is then rebuilt in Python and the step resumes where it stopped.
 
 from __future__ import annotations
 
+import weakref
+
 import numba
 import numpy as np
 from numba import njit, types
@@ -130,6 +132,8 @@ def _advance(n_steps, resume, kind, positions, velocities, forces, loss_forces, 
 _CALL, _KERNEL, _ARGS = 23, 24, 25
 #: :func:`_advance` compiled for each signature of its arguments.
 _ADVANCE = {}
+#: Per model: (kernel signature, compiled :func:`_advance`) of its last call.
+_LAST = weakref.WeakKeyDictionary()
 
 
 def _compiled(arguments, kernel_signature):
@@ -146,6 +150,20 @@ def _compiled(arguments, kernel_signature):
     if signature not in _ADVANCE:
         _ADVANCE[signature] = njit(signature, cache=True)(_advance)
     return _ADVANCE[signature]
+
+
+def _call(model, arguments, kernel_signature):
+    """:func:`_advance` on ``arguments``; the compiled version found for the model's last call is tried
+    first (typing the arguments costs about a millisecond), and replaced if the types changed."""
+    last = _LAST.get(model)
+    if last is not None and last[0] is kernel_signature:
+        try:
+            return last[1](*arguments)
+        except TypeError:  # other argument types than last time: an explicit signature does not compile
+            pass
+    function = _compiled(arguments, kernel_signature)
+    _LAST[model] = (kernel_signature, function)
+    return function(*arguments)
 
 
 def _dynamics(integrator):
@@ -196,7 +214,7 @@ def advance(model, n_steps: int) -> tuple[int, bool]:
                          model.loss_forces, model.loss_values, masses, fractions, model.zero_net_force, model.box,
                          model.dt, max_force, decay, tau, thermostat is not None, xi, eta, Q, n_dof, kT, substeps,
                          call, kernel_call, args, reference, (0.5 * skin) ** 2, skin == 0.0)
-            taken, status = _compiled(arguments, signature)(*arguments)
+            taken, status = _call(model, arguments, signature)
             done += taken
             if status != REBUILD:
                 return done, status == DONE

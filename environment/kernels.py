@@ -517,15 +517,19 @@ class LossForces:
             self(positions)  # loads the stand-alone _sinks first (see _SINKS_LOADED)
         N = len(positions)
         n_species = len(self.species_order)
-        if self.cutoff is None:
+        nl = self.neighbors
+        if nl is not None:
+            nl.update(positions, self.box, self.species, n_species)
+        key = (None if nl is None else nl.n_builds, numba.get_num_threads(), N)
+        if getattr(self, "_compiled_key", None) == key:
+            return self._compiled_call
+        if nl is None:
             idx, ptr, max_block = _all_pairs(self.species, n_species)
             gather, sink_order = idx, np.arange(N, dtype=np.int64)
             rank = np.empty(N, dtype=np.int64)
             rank[idx] = np.arange(N)
             allpairs, r_c, r_on = True, 0.0, 0.0
         else:
-            nl = self.neighbors
-            nl.update(positions, self.box, self.species, n_species)
             idx, ptr, max_block = nl.indices, nl.pointers, nl.max_block
             gather = sink_order = nl.order
             rank = np.zeros(N, dtype=np.int64)
@@ -535,12 +539,15 @@ class LossForces:
         args = (gather, rank, sink_order, self.box, self.sink_type, idx, ptr, allpairs, n_species, max(max_block, 1),
                 r_c, r_on, kinds, self.params, base, power, order, self.n_functions, self.A, self.B, self.quadratic,
                 np.zeros((1, P)), np.zeros((1, P, 3)), max(1, min(N, 8 * numba.get_num_threads())))
-        X = np.ascontiguousarray(positions[:, 0])
-        H, F = np.zeros(N), np.zeros((N, 3))
-        call = (X, X, X, X, X, X, rank, self.box, self.sink_type, idx, ptr, allpairs, n_species, args[9], r_c, r_on,
-                kinds, self.params, base, power, order, self.n_functions, self.A, self.B, self.quadratic, True, False,
-                H, F, args[21], args[22], args[23], sink_order)  # the argument types of _run's call
-        return _forces_into, _kernel, types.none(*(numba.typeof(a) for a in call)), args
+        if getattr(self, "_kernel_signature", None) is None:  # the types of _run's call (constant)
+            X = np.ascontiguousarray(positions[:, 0])
+            call = (X, X, X, X, X, X, rank, self.box, self.sink_type, idx, ptr, allpairs, n_species, args[9], r_c,
+                    r_on, kinds, self.params, base, power, order, self.n_functions, self.A, self.B, self.quadratic,
+                    True, False, np.zeros(N), np.zeros((N, 3)), args[21], args[22], args[23], sink_order)
+            self._kernel_signature = types.none(*(numba.typeof(a) for a in call))
+        self._compiled_key = key
+        self._compiled_call = _forces_into, _kernel, self._kernel_signature, args
+        return self._compiled_call
 
 
 @njit(cache=True)

@@ -20,6 +20,9 @@ from environment.fused import advance, supports as fused_supports
 from environment.integrators import Integrator, VelocityVerlet
 from environment.kinetics import degrees_of_freedom, kinetic_energy, kinetic_temperature
 
+#: The methods of a fast-path step; :mod:`environment.fused` does what they do.
+_STEP_METHODS = ("step", "sense", "_shares", "move_all", "_finish_step")
+
 
 class MolecularModel(mesa.Model):
     """Nuclei in a periodic cubic box, each a :class:`agents.nucleus.NucleusAgent` minimising its
@@ -348,8 +351,10 @@ class MolecularModel(mesa.Model):
 
     def fusable(self) -> bool:
         """Whether :meth:`run` can take its steps in compiled code: no agent-by-agent step under way, this
-        class's own :meth:`step` (not a subclass's), and dynamics and forces :mod:`environment.fused` knows."""
-        return self._pending is None and type(self).step is MolecularModel.step and fused_supports(self)
+        class's own step methods (a subclass that overrides one is stepped in Python), and dynamics and
+        forces :mod:`environment.fused` knows."""
+        own = all(getattr(type(self), name) is getattr(MolecularModel, name) for name in _STEP_METHODS)
+        return self._pending is None and own and type(self.evaluator) is ForceEvaluator and fused_supports(self)
 
     @classmethod
     def water_box(cls, n_molecules: int, losses: AgentLosses, density_g_cm3: float = 0.997,
