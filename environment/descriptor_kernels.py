@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import numba
 import numpy as np
-from numba import njit, prange
+from numba import njit, prange, types
 
 from agents.descriptor_loss import DescriptorLoss
 from agents.descriptors import DescriptorSet
@@ -568,3 +568,62 @@ class DescriptorForces:
     def descriptors(self, positions) -> np.ndarray:
         """phi (N, P) of every atom, computed by the kernel (for checks against the numpy path)."""
         return self._run(positions, store=True)[2]
+
+    def compiled(self, positions):
+        """The force call for compiled code (:mod:`environment.fused`): ``(function, kernel, signature, args)``
+        such that ``function(positions, H, F, kernel, args)`` writes what ``self(positions)`` returns into
+        H (N,) and F (N, 3); ``kernel`` (:func:`_kernel`, passed as a function pointer of ``signature``)
+        runs the machine code :meth:`__call__` runs.  The neighbour list is first brought up to date at
+        ``positions``; ``args`` hold it as built then (see :meth:`environment.kernels.LossForces.compiled`).
+        """
+        positions = np.asarray(positions, dtype=np.float64)
+        N = len(positions)
+        nl = self.neighbors
+        nl.update(positions, self.box, self.spec, len(self.species))
+        key = (nl.n_builds, numba.get_num_threads(), N)
+        if getattr(self, "_compiled_key", None) == key:
+            return self._compiled_call
+        order = nl.order
+        e = self.encoded
+        P = self.A.shape[1]
+        n_chunks = max(1, min(N, numba.get_num_threads()))
+        max_row = max(1, int(np.max(nl.pointers[:, -1] - nl.pointers[:, 0])) if N else 1)
+        coefficients = (len(self.species), max_row, self.radius**2, self.angular**2, e.rc, e.ron, e.rad_p, e.rad_src,
+                        e.rad_kind, e.rad_param, e.rad_cut, e.leg_eta, e.leg_cut, e.ang_zeta, e.ang_lam, e.grp_ptr,
+                        e.grp_p, e.grp_leg, e.grp_ang, self.A, self.Bq, self.q_idx, self.quadratic, self.c12,
+                        self.wall_rc, self.wall_ron, self.shared)
+        args = (order, self.spec[order], self.sink_type[order], nl.indices, nl.pointers, self.box, coefficients,
+                np.zeros(N), np.zeros((N, 3)), np.empty((n_chunks, N, 3)), np.zeros((1, P)))
+        if getattr(self, "_kernel_signature", None) is None:  # the types of _run's call (constant)
+            X = np.ascontiguousarray(positions[order, 0])
+            call = (X, X, X, self.box, args[1], args[2], nl.indices, nl.pointers, *coefficients, False, args[7],
+                    args[9], args[10], args[8])
+            self._kernel_signature = types.none(*(numba.typeof(a) for a in call))
+        self._compiled_key = key
+        self._compiled_call = _forces_into, _kernel, self._kernel_signature, args
+        return self._compiled_call
+
+
+@njit(cache=True)
+def _forces_into(positions, H, F, kernel, args):
+    """H (N,) and F (N, 3) at ``positions`` (N, 3), written in place by ``kernel`` (:func:`_kernel`): what
+    :meth:`DescriptorForces.__call__` computes, from compiled code, with the arguments of
+    :meth:`DescriptorForces.compiled`."""
+    order, spec, sink_type, idx, ptr, box, c, H_sorted, F_sorted, Fbuf, phi = args
+    N = order.size
+    X = np.empty(N)
+    Y = np.empty(N)
+    Z = np.empty(N)
+    for s in range(N):
+        X[s] = positions[order[s], 0]
+        Y[s] = positions[order[s], 1]
+        Z[s] = positions[order[s], 2]
+    H_sorted[:] = 0.0
+    F_sorted[:] = 0.0
+    kernel(X, Y, Z, box, spec, sink_type, idx, ptr, c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7],
+           c[8], c[9], c[10], c[11], c[12], c[13], c[14], c[15], c[16], c[17], c[18], c[19], c[20], c[21], c[22],
+           c[23], c[24], c[25], c[26], False, H_sorted, Fbuf, phi, F_sorted)
+    for s in range(N):
+        H[order[s]] = H_sorted[s]
+        for x in range(3):
+            F[order[s], x] = F_sorted[s, x]

@@ -5,9 +5,9 @@ import pandas as pd
 import pytest
 
 from agents.loss import pair_potential_losses
-from environment import LearningDynamics, MolecularModel, NoseHooverChain, VelocityVerlet
+from environment import LearningDynamics, MolecularModel, NoseHooverChain, VelocityVerlet, water_box
 from environment.fused import supports
-from experiments.bench import benchmark_losses
+from experiments.bench import benchmark_descriptor_loss, benchmark_losses
 
 ARRAYS = ("positions", "velocities", "forces", "loss_forces", "loss_values")
 INTEGRATORS = {
@@ -52,6 +52,24 @@ def test_fused_run_gives_the_bytes_of_the_step_loop(integrator, cutoff, zero_net
     assert fused.fusable()
     loop.run(100, fused=False)
     fused.run(100)
+    assert_same_run(fused, loop)
+
+
+@pytest.mark.parametrize("form", ["shared", "own"])
+@pytest.mark.parametrize("integrator", ["nvt-chain-clipped", "learning"])
+def test_fused_many_body_run_gives_the_bytes_of_the_step_loop(integrator, form):
+    """The many-body preset (cut radial and angular invariants, pair wall) through DescriptorForces."""
+    symbols, positions, velocities, box = water_box(32, temperature_K=300.0, seed=0)
+
+    def make():
+        return MolecularModel(symbols, positions, box, benchmark_descriptor_loss(form, 0, 1e-3), velocities=velocities,
+                              seed=0, integrator=INTEGRATORS[integrator](), skin=0.3, collect_every=10,
+                              collect_positions=True)
+
+    loop, fused = make(), make()
+    assert fused.fusable()
+    loop.run(60, fused=False)
+    fused.run(60)
     assert_same_run(fused, loop)
 
 
@@ -109,3 +127,15 @@ def test_the_loop_is_kept_where_the_fused_path_cannot_follow():
     assert not observed.fusable()
     observed.run(6)
     assert observed.steps == 6 and len(observed.datacollector.model_vars["time_fs"]) == 2
+
+
+def test_two_threads_give_the_bytes_of_one():
+    loop = water("nvt-chain-clipped")
+    symbols, positions, velocities = loop.symbols, loop.positions.copy(), loop.velocities.copy()
+    fused = MolecularModel(symbols, positions, loop.box, benchmark_losses(0, 1e-3), velocities=velocities, seed=3,
+                           integrator=INTEGRATORS["nvt-chain-clipped"](), skin=0.3, threads=2, collect_every=10,
+                           collect_positions=True)
+    loop.evaluator.threads = 1
+    loop.run(50, fused=False)
+    fused.run(50)
+    assert_same_run(fused, loop)
