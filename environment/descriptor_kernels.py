@@ -39,6 +39,7 @@ from numba import njit, prange, types
 
 from agents.descriptor_loss import DescriptorLoss
 from agents.descriptors import DescriptorSet
+from environment.fused import adapter_call
 from environment.neighbors import NeighborList
 from environment.kernels import EXP, GAUSS, POW_INT, _exp, encode_functions
 from agents.cutoff import SmoothCutoff
@@ -580,9 +581,13 @@ class DescriptorForces:
         N = len(positions)
         nl = self.neighbors
         nl.update(positions, self.box, self.spec, len(self.species))
-        key = (nl.n_builds, numba.get_num_threads(), N)
-        if getattr(self, "_compiled_key", None) == key:
-            return self._compiled_call
+        return adapter_call(self, (nl.n_builds, numba.get_num_threads(), N),
+                            lambda: self._compiled_arguments(positions))
+
+    def _compiled_arguments(self, positions):
+        """(function, kernel, kernel arguments as :meth:`__call__` passes them, args) of :meth:`compiled`."""
+        N = len(positions)
+        nl = self.neighbors
         order = nl.order
         e = self.encoded
         P = self.A.shape[1]
@@ -594,14 +599,10 @@ class DescriptorForces:
                         self.wall_rc, self.wall_ron, self.shared)
         args = (order, self.spec[order], self.sink_type[order], nl.indices, nl.pointers, self.box, coefficients,
                 np.zeros(N), np.zeros((N, 3)), np.empty((n_chunks, N, 3)), np.zeros((1, P)))
-        if getattr(self, "_kernel_signature", None) is None:  # the types of _run's call (constant)
-            X = np.ascontiguousarray(positions[order, 0])
-            call = (X, X, X, self.box, args[1], args[2], nl.indices, nl.pointers, *coefficients, False, args[7],
-                    args[9], args[10], args[8])
-            self._kernel_signature = types.none(*(numba.typeof(a) for a in call))
-        self._compiled_key = key
-        self._compiled_call = _forces_into, _kernel, self._kernel_signature, args
-        return self._compiled_call
+        X = np.ascontiguousarray(positions[order, 0])
+        kernel_arguments = (X, X, X, self.box, args[1], args[2], nl.indices, nl.pointers, *coefficients, False,
+                            args[7], args[9], args[10], args[8])
+        return _forces_into, _kernel, kernel_arguments, args
 
 
 @njit(cache=True)
@@ -611,13 +612,9 @@ def _forces_into(positions, H, F, kernel, args):
     :meth:`DescriptorForces.compiled`."""
     order, spec, sink_type, idx, ptr, box, c, H_sorted, F_sorted, Fbuf, phi = args
     N = order.size
-    X = np.empty(N)
-    Y = np.empty(N)
-    Z = np.empty(N)
-    for s in range(N):
-        X[s] = positions[order[s], 0]
-        Y[s] = positions[order[s], 1]
-        Z[s] = positions[order[s], 2]
+    X = positions[order, 0]
+    Y = positions[order, 1]
+    Z = positions[order, 2]
     H_sorted[:] = 0.0
     F_sorted[:] = 0.0
     kernel(X, Y, Z, box, spec, sink_type, idx, ptr, c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7],

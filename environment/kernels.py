@@ -36,6 +36,7 @@ from numba.extending import intrinsic
 from agents.cutoff import as_cutoff
 from agents.geometry import fold
 from agents.weights import Exponential, Gaussian, PowerLaw
+from environment.fused import adapter_call
 from environment.neighbors import NeighborList
 
 EXP, GAUSS, POW_INT, POW, EXP_POWER, GAUSS_POWER = 0, 1, 2, 3, 4, 5
@@ -520,9 +521,14 @@ class LossForces:
         nl = self.neighbors
         if nl is not None:
             nl.update(positions, self.box, self.species, n_species)
-        key = (None if nl is None else nl.n_builds, numba.get_num_threads(), N)
-        if getattr(self, "_compiled_key", None) == key:
-            return self._compiled_call
+        return adapter_call(self, (None if nl is None else nl.n_builds, numba.get_num_threads(), N),
+                            lambda: self._compiled_arguments(positions))
+
+    def _compiled_arguments(self, positions):
+        """(function, kernel, kernel arguments as :meth:`__call__` passes them, args) of :meth:`compiled`."""
+        N = len(positions)
+        n_species = len(self.species_order)
+        nl = self.neighbors
         if nl is None:
             idx, ptr, max_block = _all_pairs(self.species, n_species)
             gather, sink_order = idx, np.arange(N, dtype=np.int64)
@@ -539,15 +545,12 @@ class LossForces:
         args = (gather, rank, sink_order, self.box, self.sink_type, idx, ptr, allpairs, n_species, max(max_block, 1),
                 r_c, r_on, kinds, self.params, base, power, order, self.n_functions, self.A, self.B, self.quadratic,
                 np.zeros((1, P)), np.zeros((1, P, 3)), max(1, min(N, 8 * numba.get_num_threads())))
-        if getattr(self, "_kernel_signature", None) is None:  # the types of _run's call (constant)
-            X = np.ascontiguousarray(positions[:, 0])
-            call = (X, X, X, X, X, X, rank, self.box, self.sink_type, idx, ptr, allpairs, n_species, args[9], r_c,
-                    r_on, kinds, self.params, base, power, order, self.n_functions, self.A, self.B, self.quadratic,
-                    True, False, np.zeros(N), np.zeros((N, 3)), args[21], args[22], args[23], sink_order)
-            self._kernel_signature = types.none(*(numba.typeof(a) for a in call))
-        self._compiled_key = key
-        self._compiled_call = _forces_into, _kernel, self._kernel_signature, args
-        return self._compiled_call
+        X = np.ascontiguousarray(positions[:, 0])
+        kernel_arguments = (X, X, X, X, X, X, rank, self.box, self.sink_type, idx, ptr, allpairs, n_species, args[9],
+                            r_c, r_on, kinds, self.params, base, power, order, self.n_functions, self.A, self.B,
+                            self.quadratic, True, False, np.zeros(N), np.zeros((N, 3)), args[21], args[22], args[23],
+                            sink_order)
+        return _forces_into, _kernel, kernel_arguments, args
 
 
 @njit(cache=True)

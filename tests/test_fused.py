@@ -8,6 +8,7 @@ from agents.loss import pair_potential_losses
 from environment import LearningDynamics, MolecularModel, NoseHooverChain, VelocityVerlet, water_box
 from environment.fused import supports
 from experiments.bench import benchmark_descriptor_loss, benchmark_losses
+from experiments.fused_timing import compare
 
 ARRAYS = ("positions", "velocities", "forces", "loss_forces", "loss_values")
 INTEGRATORS = {
@@ -139,3 +140,8 @@ def test_two_threads_give_the_bytes_of_one():
     loop.run(50, fused=False)
     fused.run(50)
     assert_same_run(fused, loop)
+
+
+def test_the_timing_command_times_both_paths():
+    row = compare(8, None, 5, steps=5, blocks=2, threads=1)
+    assert row["loop_s_per_1000"] > 0 and row["fused_s_per_1000"] > 0 and row["threads"] == 1
