@@ -35,10 +35,11 @@ numpy path to ~1e-15 relative.  Units: angstrom, eV, eV/angstrom.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit, prange, types
 
 from agents.descriptor_loss import DescriptorLoss
 from agents.descriptors import DescriptorSet
+from environment.fused import adapter_call
 from environment.neighbors import DEFAULT_SKIN, NeighborList
 from environment.kernels import EXP, GAUSS, POW_INT, _exp, encode_functions
 from agents.cutoff import SmoothCutoff
@@ -571,3 +572,58 @@ class DescriptorForces:
     def descriptors(self, positions) -> np.ndarray:
         """phi (N, P) of every atom, computed by the kernel (for checks against the numpy path)."""
         return self._run(positions, store=True)[2]
+
+    def compiled(self, positions):
+        """The force call for compiled code (:mod:`environment.fused`): ``(function, kernel, signature, args)``
+        such that ``function(positions, H, F, kernel, args)`` writes what ``self(positions)`` returns into
+        H (N,) and F (N, 3); ``kernel`` (:func:`_kernel`, passed as a function pointer of ``signature``)
+        runs the machine code :meth:`__call__` runs.  The neighbour list is first brought up to date at
+        ``positions``; ``args`` hold it as built then (see :meth:`environment.kernels.LossForces.compiled`).
+        """
+        positions = np.asarray(positions, dtype=np.float64)
+        N = len(positions)
+        nl = self.neighbors
+        nl.update(positions, self.box, self.spec, len(self.species))
+        return adapter_call(self, (nl.n_builds, N),
+                            lambda: self._compiled_arguments(positions))
+
+    def _compiled_arguments(self, positions):
+        """(function, kernel, kernel arguments as :meth:`__call__` passes them, args) of :meth:`compiled`."""
+        N = len(positions)
+        nl = self.neighbors
+        order = nl.order
+        e = self.encoded
+        P = self.A.shape[1]
+        n_chunks = max(1, min(N, CHUNKS))
+        max_row = max(1, nl.max_row)
+        coefficients = (len(self.species), max_row, self.radius**2, self.angular**2, e.rc, e.ron, e.rad_p, e.rad_src,
+                        e.rad_kind, e.rad_param, e.rad_cut, e.leg_eta, e.leg_cut, e.ang_zeta, e.ang_lam, e.grp_ptr,
+                        e.grp_p, e.grp_leg, e.grp_ang, self.A, self.Bq, self.q_idx, self.quadratic, self.c12,
+                        self.wall_rc, self.wall_ron, self.shared)
+        args = (order, self.spec[order], self.sink_type[order], nl.indices, nl.pointers, self.box, coefficients,
+                np.zeros(N), np.zeros((N, 3)), np.empty((n_chunks, N, 3)), np.zeros((1, P)))
+        X = np.ascontiguousarray(positions[order, 0])
+        kernel_arguments = (X, X, X, self.box, args[1], args[2], nl.indices, nl.pointers, *coefficients, False,
+                            args[7], args[9], args[10], args[8])
+        return _forces_into, _kernel, kernel_arguments, args
+
+
+@njit(cache=True)
+def _forces_into(positions, H, F, kernel, args):
+    """H (N,) and F (N, 3) at ``positions`` (N, 3), written in place by ``kernel`` (:func:`_kernel`): what
+    :meth:`DescriptorForces.__call__` computes, from compiled code, with the arguments of
+    :meth:`DescriptorForces.compiled`."""
+    order, spec, sink_type, idx, ptr, box, c, H_sorted, F_sorted, Fbuf, phi = args
+    N = order.size
+    X = positions[order, 0]
+    Y = positions[order, 1]
+    Z = positions[order, 2]
+    H_sorted[:] = 0.0
+    F_sorted[:] = 0.0
+    kernel(X, Y, Z, box, spec, sink_type, idx, ptr, c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7],
+           c[8], c[9], c[10], c[11], c[12], c[13], c[14], c[15], c[16], c[17], c[18], c[19], c[20], c[21], c[22],
+           c[23], c[24], c[25], c[26], False, H_sorted, Fbuf, phi, F_sorted)
+    for s in range(N):
+        H[order[s]] = H_sorted[s]
+        for x in range(3):
+            F[order[s], x] = F_sorted[s, x]

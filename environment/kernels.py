@@ -36,6 +36,7 @@ from numba.extending import intrinsic
 from agents.cutoff import as_cutoff
 from agents.geometry import fold
 from agents.weights import Exponential, Gaussian, PowerLaw
+from environment.fused import adapter_call
 from environment.neighbors import DEFAULT_SKIN, NeighborList
 
 EXP, GAUSS, POW_INT, POW, EXP_POWER, GAUSS_POWER = 0, 1, 2, 3, 4, 5
@@ -500,3 +501,69 @@ class LossForces:
                           cutoff=self.cutoff, neighbors=self.neighbors, plan=self._plan)
         return H, F
 
+    def compiled(self, positions):
+        """The force call for compiled code (:mod:`environment.fused`): ``(function, kernel, signature, args)``
+        such that ``function(positions, H, F, kernel, args)`` writes what ``self(positions)`` returns into
+        H (N,) and F (N, 3).  ``kernel`` is the compiled kernel :meth:`__call__` runs and ``signature`` its
+        numba signature there: passed as a function pointer of that type, the very machine code of
+        :meth:`__call__` runs (compiled into the caller, its ``reassoc`` sums could round differently;
+        see ``_SINKS_LOADED``).
+
+        In cutoff mode the neighbour list is first brought up to date at ``positions``; ``args`` hold it as
+        built then, valid until an atom has moved skin / 2 from ``self.neighbors``' reference positions
+        (the caller checks and asks again).  The number of chunks follows numba's current thread count.
+        """
+        positions = np.asarray(positions, dtype=np.float64)
+        if not _SINKS_LOADED:
+            self(positions)  # loads the stand-alone _sinks first (see _SINKS_LOADED)
+        N = len(positions)
+        n_species = len(self.species_order)
+        nl = self.neighbors
+        if nl is not None:
+            nl.update(positions, self.box, self.species, n_species)
+        return adapter_call(self, (None if nl is None else nl.n_builds, numba.get_num_threads(), N),
+                            lambda: self._compiled_arguments(positions))
+
+    def _compiled_arguments(self, positions):
+        """(function, kernel, kernel arguments as :meth:`__call__` passes them, args) of :meth:`compiled`."""
+        N = len(positions)
+        n_species = len(self.species_order)
+        nl = self.neighbors
+        if nl is None:
+            idx, ptr, max_block = _all_pairs(self.species, n_species)
+            gather, sink_order = idx, np.arange(N, dtype=np.int64)
+            rank = np.empty(N, dtype=np.int64)
+            rank[idx] = np.arange(N)
+            allpairs, r_c, r_on = True, 0.0, 0.0
+        else:
+            idx, ptr, max_block = nl.indices, nl.pointers, nl.max_block
+            gather = sink_order = nl.order
+            rank = np.zeros(N, dtype=np.int64)
+            allpairs, r_c, r_on = False, self.cutoff.r_c, self.cutoff.r_on
+        kinds, base, power, order = self._plan
+        P = n_species * self.kinds.shape[1]
+        args = (gather, rank, sink_order, self.box, self.sink_type, idx, ptr, allpairs, n_species, max(max_block, 1),
+                r_c, r_on, kinds, self.params, base, power, order, self.n_functions, self.A, self.B, self.quadratic,
+                np.zeros((1, P)), np.zeros((1, P, 3)), max(1, min(N, 8 * numba.get_num_threads())))
+        X = np.ascontiguousarray(positions[:, 0])
+        kernel_arguments = (X, X, X, X, X, X, rank, self.box, self.sink_type, idx, ptr, allpairs, n_species, args[9],
+                            r_c, r_on, kinds, self.params, base, power, order, self.n_functions, self.A, self.B,
+                            self.quadratic, True, False, np.zeros(N), np.zeros((N, 3)), args[21], args[22], args[23],
+                            sink_order)
+        return _forces_into, _kernel, kernel_arguments, args
+
+
+@njit(cache=True)
+def _forces_into(positions, H, F, kernel, args):
+    """H (N,) and F (N, 3) at ``positions`` (N, 3), written in place by ``kernel`` (:func:`_kernel`): what
+    :meth:`LossForces.__call__` computes, from compiled code, with the arguments of :meth:`LossForces.compiled`."""
+    (gather, rank, sink_order, box, sink_type, idx, ptr, allpairs, n_species, max_block, r_c, r_on, kinds, params,
+     base, power, order, n_functions, A, B, quadratic, phi, dphi, n_chunks) = args
+    X = np.ascontiguousarray(positions[:, 0])
+    Y = np.ascontiguousarray(positions[:, 1])
+    Z = np.ascontiguousarray(positions[:, 2])
+    H[:] = 0.0
+    F[:] = 0.0
+    kernel(X, Y, Z, X[gather], Y[gather], Z[gather], rank, box, sink_type, idx, ptr, allpairs, n_species, max_block,
+           r_c, r_on, kinds, params, base, power, order, n_functions, A, B, quadratic, True, False, H, F, phi, dphi,
+           n_chunks, sink_order)

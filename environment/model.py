@@ -16,9 +16,13 @@ from agents.validation import count, finite_array, positive
 import environment.checkpoint as checkpoint
 from environment.builders import water_box
 from environment.forces import ForceEvaluator
+from environment.fused import advance, supports as fused_supports
 from environment.integrators import Integrator, VelocityVerlet
 from environment.neighbors import DEFAULT_SKIN
 from environment.kinetics import degrees_of_freedom, kinetic_energy, kinetic_temperature
+
+#: The methods of a fast-path step; :mod:`environment.fused` does what they do.
+_STEP_METHODS = ("step", "sense", "_shares", "move_all", "_finish_step")
 
 
 class MolecularModel(mesa.Model):
@@ -317,11 +321,41 @@ class MolecularModel(mesa.Model):
         if self.steps % self.collect_every == 0:
             self.datacollector.collect(self)
 
-    def run(self, n_steps: int, progress: bool = False) -> None:
-        """Take ``n_steps`` fast-path steps, with a progress bar (steps/s) if ``progress``."""
+    def run(self, n_steps: int, progress: bool = False, fused: bool = True) -> None:
+        """Take ``n_steps`` fast-path steps, with a progress bar (steps/s) if ``progress``.
+
+        With ``fused`` (default) the steps between two data collections run in compiled code
+        (:mod:`environment.fused`: the same arithmetic, the same bits) when the fast path allows it (see
+        :meth:`fusable`), else one :meth:`step` at a time; the step count, ``time_fs``, the collected
+        rows and a non-finite blow-up (``FloatingPointError`` naming the step) come out the same.
+        """
         n_steps = count("n_steps", n_steps, minimum=0)
-        for _ in tqdm(range(n_steps), disable=not progress, unit="step", leave=False):
-            self.step()
+        with tqdm(total=n_steps, disable=not progress, unit="step", leave=False) as bar:
+            left = n_steps
+            while left:
+                if not (fused and self.fusable()):
+                    self.step()
+                    left -= 1
+                    bar.update(1)
+                    continue
+                chunk = min(left, self.collect_every - self.steps % self.collect_every)
+                done, finite = advance(self, chunk)
+                for _ in range(done):
+                    self.time_fs += self.dt  # one addition per step, as _finish_step
+                self.steps += done
+                if not finite:
+                    raise FloatingPointError(f"step {self.steps}: positions or velocities are no longer finite")
+                if self.steps % self.collect_every == 0:
+                    self.datacollector.collect(self)
+                left -= done
+                bar.update(done)
+
+    def fusable(self) -> bool:
+        """Whether :meth:`run` can take its steps in compiled code: no agent-by-agent step under way, this
+        class's own step methods (a subclass that overrides one is stepped in Python), and dynamics and
+        forces :mod:`environment.fused` knows."""
+        own = all(getattr(type(self), name) is getattr(MolecularModel, name) for name in _STEP_METHODS)
+        return self._pending is None and own and type(self.evaluator) is ForceEvaluator and fused_supports(self)
 
     @classmethod
     def water_box(cls, n_molecules: int, losses: AgentLosses, density_g_cm3: float = 0.997,

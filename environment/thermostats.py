@@ -7,14 +7,60 @@ step.  Its contribution to the conserved quantity is :meth:`NoseHooverChain.ener
 from __future__ import annotations
 
 import numpy as np
+from numba import njit
 
-from agents.units import KB_EV_PER_K
+from agents.units import EV_PER_AMU_A2_FS2, KB_EV_PER_K
 from agents.validation import count, positive
-from environment.kinetics import kinetic_energy
 
 # Fourth-order Suzuki–Yoshida weights for the thermostat sub-steps.
 _W1 = 1.0 / (2.0 - 2.0 ** (1.0 / 3.0))
 SUZUKI_YOSHIDA = (_W1, 1.0 - 2.0 * _W1, _W1)
+_WEIGHTS = np.array(SUZUKI_YOSHIDA)
+
+
+@njit(cache=True)
+def _chain_force(j, twice_ke, xi, Q, n_dof, kT):
+    """G_j: the force on thermostat j (1/fs^2), from the kinetic energy (j = 0) or thermostat j - 1."""
+    if j == 0:
+        return (twice_ke - n_dof * kT) / Q[0]
+    return (Q[j - 1] * xi[j - 1] ** 2 - kT) / Q[j]
+
+
+@njit(cache=True)
+def _update_xi(j, twice_ke, delta, xi, Q, n_dof, kT):
+    """xi_j over ``delta``, damped by thermostat j + 1 on both sides (the Trotter splitting)."""
+    last = j == xi.size - 1
+    damping = 1.0 if last else np.exp(-0.25 * delta * xi[j + 1])
+    xi[j] = (xi[j] * damping + 0.5 * delta * _chain_force(j, twice_ke, xi, Q, n_dof, kT)) * damping
+
+
+@njit(cache=True)
+def nose_hoover_half_step(velocities, masses, xi, eta, Q, n_dof, kT, dt, substeps, weights):
+    """One Trotter half-step dt/2 of the chain (positions ``eta``, velocities ``xi``, masses ``Q``, all
+    updated in place) with ``substeps`` Suzuki-Yoshida sub-steps of ``weights``; scales ``velocities``
+    (N, 3) in place.  Compiled, so that :meth:`NoseHooverChain.half_step` and the fused runs of
+    :mod:`environment.fused` do the same arithmetic (bit for bit)."""
+    sum_mv2 = 0.0
+    for k in range(velocities.shape[0]):
+        for x in range(3):
+            sum_mv2 += masses[k] * velocities[k, x] * velocities[k, x]
+    twice_ke = 2.0 * (0.5 * sum_mv2 * EV_PER_AMU_A2_FS2)
+    L = xi.size
+    scale = 1.0
+    for weight in weights:
+        delta = weight * 0.5 * dt / substeps
+        for _ in range(substeps):
+            for j in range(L - 1, -1, -1):
+                _update_xi(j, twice_ke * scale**2, delta, xi, Q, n_dof, kT)
+            factor = np.exp(-delta * xi[0])
+            scale *= factor
+            for j in range(L):
+                eta[j] += delta * xi[j]
+            for j in range(L):
+                _update_xi(j, twice_ke * scale**2, delta, xi, Q, n_dof, kT)
+    for k in range(velocities.shape[0]):
+        for x in range(3):
+            velocities[k, x] *= scale
 
 
 class NoseHooverChain:
@@ -70,33 +116,12 @@ class NoseHooverChain:
         self.Q[0] *= self.n_dof
         return self
 
-    def _force(self, j: int, twice_ke: float) -> float:
-        if j == 0:
-            return (twice_ke - self.n_dof * self.kT) / self.Q[0]
-        return (self.Q[j - 1] * self.xi[j - 1] ** 2 - self.kT) / self.Q[j]
-
-    def _update_xi(self, j: int, twice_ke: float, delta: float) -> None:
-        last = j == self.chain_length - 1
-        damping = 1.0 if last else np.exp(-0.25 * delta * self.xi[j + 1])
-        self.xi[j] = (self.xi[j] * damping + 0.5 * delta * self._force(j, twice_ke)) * damping
-
     def half_step(self, velocities, masses, dt: float) -> None:
-        """Advance the chain by dt/2 and scale ``velocities`` (N, 3) in place."""
+        """Advance the chain by dt/2 and scale ``velocities`` (N, 3) in place (:func:`nose_hoover_half_step`)."""
         if self.n_dof is None:
             raise RuntimeError("attach the thermostat to a system (n_dof) before stepping it")
-        twice_ke = 2.0 * kinetic_energy(velocities, masses)
-        scale = 1.0
-        for weight in SUZUKI_YOSHIDA:
-            delta = weight * 0.5 * dt / self.substeps
-            for _ in range(self.substeps):
-                for j in reversed(range(self.chain_length)):
-                    self._update_xi(j, twice_ke * scale**2, delta)
-                factor = np.exp(-delta * self.xi[0])
-                scale *= factor
-                self.eta += delta * self.xi
-                for j in range(self.chain_length):
-                    self._update_xi(j, twice_ke * scale**2, delta)
-        velocities *= scale
+        nose_hoover_half_step(velocities, masses, self.xi, self.eta, self.Q, self.n_dof, self.kT, float(dt),
+                              self.substeps, _WEIGHTS)
 
     def energy(self) -> float:
         """The chain's share of the conserved quantity (eV)."""

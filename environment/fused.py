@@ -1,0 +1,241 @@
+"""Whole runs in compiled code: many steps of the fast path without returning to Python.
+
+:meth:`environment.model.MolecularModel.run` hands the steps between two data collections to
+:func:`advance`, which runs them in one numba function: the integrator (velocity Verlet, eq. 4.6, with
+the Nose-Hoover chain of :func:`environment.thermostats.nose_hoover_half_step` and force clipping; or
+the learning dynamics, eqs 3.1-3.2), the force call (the force kernel's ``compiled`` adapter, e.g.
+:meth:`environment.kernels.LossForces.compiled`), the removal of the net force, the wrap into the box
+and the finite-value guard.  It does the same operations in the same order as the Python step
+(:meth:`environment.integrators.VelocityVerlet.step`, :meth:`~environment.integrators.LearningDynamics.step`,
+:meth:`~environment.model.MolecularModel.sense`, :func:`agents.geometry.wrap`), so the two give the
+same bits (``tests/test_fused.py``).  Scalars that numpy computes (exp(-dt/tau), the mass fractions)
+are computed here in Python as the step computes them and passed in.
+
+It returns to Python early when a step ends with non-finite positions or velocities (the caller raises
+as the step does), and before a force call whose neighbour list is stale (some atom moved more than
+skin / 2 since the list was built: :meth:`environment.neighbors.NeighborList.needs_rebuild`); the list
+is then rebuilt in Python and the step resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import weakref
+
+import numba
+import numpy as np
+from numba import njit, types
+
+from agents.units import ACCEL_EV_PER_AMU_A
+from environment.integrators import LearningDynamics, VelocityVerlet
+from environment.neighbors import _stale
+from environment.thermostats import _WEIGHTS, NoseHooverChain, nose_hoover_half_step
+
+VERLET, LEARNING = 0, 1
+#: How :func:`_advance` stopped: all steps taken, a neighbour list to rebuild, or non-finite values.
+DONE, REBUILD, NOT_FINITE = 0, 1, 2
+
+
+@njit(cache=True)
+def _wrap_drift(positions, velocities, dt, box):
+    """q <- wrap(q + dt v) into [0, box), as :func:`agents.geometry.wrap` (numpy's mod, then >= box folded)."""
+    for k in range(positions.shape[0]):
+        for x in range(3):
+            w = np.mod(positions[k, x] + dt * velocities[k, x], box)
+            positions[k, x] = w - box if w >= box else w
+
+
+@njit(cache=True)
+def _kick(velocities, forces, masses, half_dt):
+    """v <- v + (dt/2 a / M) F, as :func:`agents.dynamics.kick`."""
+    c = half_dt * ACCEL_EV_PER_AMU_A
+    for k in range(velocities.shape[0]):
+        ck = c / masses[k]
+        for x in range(3):
+            velocities[k, x] = velocities[k, x] + ck * forces[k, x]
+
+
+@njit(cache=True)
+def _sense(force_call, kernel, force_args, positions, loss_values, loss_forces, fractions, zero_net_force):
+    """H and G at ``positions`` less each agent's mass share of the net force, as ``MolecularModel.sense``."""
+    force_call(positions, loss_values, loss_forces, kernel, force_args)
+    if zero_net_force:
+        net = loss_forces[0].copy()
+        for k in range(1, loss_forces.shape[0]):
+            for x in range(3):
+                net[x] += loss_forces[k, x]
+        for k in range(loss_forces.shape[0]):
+            for x in range(3):
+                loss_forces[k, x] -= fractions[k] * net[x]
+
+
+@njit(cache=True)
+def _clip(forces, loss_forces, max_force):
+    """F <- G with |F| capped at ``max_force`` (0: no cap), as :func:`agents.dynamics.clip_forces`."""
+    tiny = np.finfo(np.float64).tiny
+    for k in range(forces.shape[0]):
+        factor = 1.0
+        if max_force > 0.0:
+            s = 0.0
+            for x in range(3):
+                s += loss_forces[k, x] * loss_forces[k, x]
+            factor = min(1.0, max_force / max(np.sqrt(s), tiny))
+        for x in range(3):
+            forces[k, x] = loss_forces[k, x] * factor if max_force > 0.0 else loss_forces[k, x]
+
+
+@njit(cache=True)
+def _finite(a):
+    for v in a.ravel():
+        if not np.isfinite(v):
+            return False
+    return True
+
+
+def _advance(n_steps, resume, kind, positions, velocities, forces, loss_forces, loss_values, masses, fractions,
+             zero_net_force, box, dt, max_force, decay, tau, thermostat, xi, eta, Q, n_dof, kT, substeps,
+             force_call, kernel, force_args, reference, reference_species, half_skin):
+    """Up to ``n_steps`` steps in place; ``resume``: the first step's force call is next (after a REBUILD).
+
+    Returns (steps completed, DONE / REBUILD / NOT_FINITE); a REBUILD stop leaves its step half done.
+    """
+    half_dt = 0.5 * dt
+    for i in range(n_steps):
+        if kind == VERLET and not (resume and i == 0):
+            if thermostat:
+                nose_hoover_half_step(velocities, masses, xi, eta, Q, n_dof, kT, dt, substeps, _WEIGHTS)
+            _kick(velocities, forces, masses, half_dt)
+            _wrap_drift(positions, velocities, dt, box)
+        if reference.shape[0] > 0:
+            if _stale(positions, reference, reference_species, reference_species, box, half_skin):
+                return i, REBUILD
+        _sense(force_call, kernel, force_args, positions, loss_values, loss_forces, fractions, zero_net_force)
+        if kind == VERLET:
+            _clip(forces, loss_forces, max_force)
+            _kick(velocities, forces, masses, half_dt)
+            if thermostat:
+                nose_hoover_half_step(velocities, masses, xi, eta, Q, n_dof, kT, dt, substeps, _WEIGHTS)
+        else:
+            scale = tau * ACCEL_EV_PER_AMU_A
+            for k in range(forces.shape[0]):
+                v_k = scale / masses[k]
+                for x in range(3):
+                    forces[k, x] = decay * forces[k, x] + (1.0 - decay) * loss_forces[k, x]
+                    velocities[k, x] = v_k * forces[k, x]
+            _wrap_drift(positions, velocities, dt, box)
+        if not (_finite(positions) and _finite(velocities)):
+            return i + 1, NOT_FINITE
+    return n_steps, DONE
+
+
+#: Where the force call and the force kernel sit in :func:`_advance`'s arguments.
+_CALL, _KERNEL, _ARGS = 23, 24, 25
+#: :func:`_advance` compiled for each signature of its arguments.
+_ADVANCE = {}
+#: Per model: (kernel signature, compiled :func:`_advance`) of its last call.
+_LAST = weakref.WeakKeyDictionary()
+
+
+def _compiled(arguments, kernel_signature):
+    """:func:`_advance` compiled for ``arguments``, the force call and its kernel typed as function
+    pointers (``kernel_signature``: the kernel's), so the kernel runs its own machine code (see
+    ``LossForces.compiled``) and :func:`_advance` stays in numba's cache (a dispatcher-typed argument
+    would keep it out)."""
+    argument_types = [numba.typeof(a) for a in arguments]
+    kernel = types.FunctionType(kernel_signature)
+    argument_types[_KERNEL] = kernel
+    argument_types[_CALL] = types.FunctionType(types.none(argument_types[3], argument_types[7], argument_types[6],
+                                                          kernel, argument_types[_ARGS]))
+    signature = types.UniTuple(types.int64, 2)(*argument_types)
+    if signature not in _ADVANCE:
+        _ADVANCE[signature] = njit(signature, cache=True)(_advance)
+    return _ADVANCE[signature]
+
+
+def _call(model, arguments, kernel_signature):
+    """:func:`_advance` on ``arguments``; the compiled version found for the model's last call is tried
+    first (typing the arguments costs about a millisecond), and replaced if the types changed."""
+    last = _LAST.get(model)
+    if last is not None and last[0] is kernel_signature:
+        try:
+            return last[1](*arguments)
+        except TypeError:  # other argument types than last time: an explicit signature does not compile
+            pass
+    function = _compiled(arguments, kernel_signature)
+    _LAST[model] = (kernel_signature, function)
+    return function(*arguments)
+
+
+def adapter_call(owner, key, build):
+    """What a force kernel's ``compiled`` adapter returns: ``(function, kernel, signature, args)``, from
+    ``build() = (function, kernel, kernel_arguments, args)``, built again only when ``key`` changes (the
+    arguments change only when the neighbour list is rebuilt); ``signature`` is numba's for calling
+    ``kernel`` with ``kernel_arguments`` (typed once per number of atoms: typing costs ~0.5 ms)."""
+    last = owner.__dict__.get("_adapter_call")
+    if last is not None and last[0] == key:
+        return last[1]
+    function, kernel, kernel_arguments, args = build()
+    n_atoms = key[-1]
+    if last is not None and last[2] == n_atoms:
+        signature = last[1][2]
+    else:
+        signature = types.none(*(numba.typeof(a) for a in kernel_arguments))
+    owner._adapter_call = (key, (function, kernel, signature, args), n_atoms)
+    return owner._adapter_call[1]
+
+
+def _dynamics(integrator):
+    """(kind, max_force, decay, tau, thermostat) of an integrator the fused path knows, else None."""
+    if type(integrator) is LearningDynamics:
+        return LEARNING, 0.0, float(np.exp(-integrator.dt / integrator.tau)), integrator.tau, None
+    if type(integrator) is VelocityVerlet:
+        thermostat = integrator.thermostat
+        if thermostat is not None and type(thermostat) is not NoseHooverChain:
+            return None
+        max_force = 0.0 if integrator.max_force is None else integrator.max_force
+        return VERLET, max_force, 0.0, 0.0, thermostat
+    return None
+
+
+def supports(model) -> bool:
+    """Whether :func:`advance` can run ``model``'s dynamics: a known integrator and thermostat, and a
+    force kernel with a ``compiled`` adapter."""
+    return _dynamics(model.integrator) is not None and hasattr(getattr(model.evaluator, "_kernel", None), "compiled")
+
+
+def advance(model, n_steps: int) -> tuple[int, bool]:
+    """Advance ``model``'s arrays (and thermostat, neighbour list) by up to ``n_steps`` fast-path steps
+    in compiled code; the caller counts the steps and time.  Returns (steps completed, finite): not
+    finite means the last completed step left non-finite positions or velocities (as ``model.step``
+    would raise)."""
+    kind, max_force, decay, tau, thermostat = _dynamics(model.integrator)
+    evaluator = model.evaluator
+    kernel = evaluator._kernel
+    previous = numba.get_num_threads()
+    numba.set_num_threads(evaluator.threads)
+    try:
+        masses = model.masses
+        fractions = masses / masses.sum()
+        if thermostat is not None:
+            xi, eta, Q, n_dof, kT, substeps = thermostat.xi, thermostat.eta, thermostat.Q, thermostat.n_dof, \
+                thermostat.kT, thermostat.substeps
+        else:
+            xi = eta = Q = np.zeros(1)
+            n_dof, kT, substeps = 0, 0.0, 1
+        done, resume = 0, False
+        while True:
+            call, kernel_call, signature, args = kernel.compiled(model.positions)
+            nl = kernel.neighbors
+            reference = nl._reference if nl is not None else np.zeros((0, 3))
+            reference_species = nl._species if nl is not None else np.zeros(0, dtype=np.int64)
+            skin = nl.skin if nl is not None else 0.0
+            arguments = (n_steps - done, resume, kind, model.positions, model.velocities, model.forces,
+                         model.loss_forces, model.loss_values, masses, fractions, model.zero_net_force, model.box,
+                         model.dt, max_force, decay, tau, thermostat is not None, xi, eta, Q, n_dof, kT, substeps,
+                         call, kernel_call, args, reference, reference_species, 0.5 * skin)
+            taken, status = _call(model, arguments, signature)
+            done += taken
+            if status != REBUILD:
+                return done, status == DONE
+            resume = True
+    finally:
+        numba.set_num_threads(previous)
