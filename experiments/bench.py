@@ -189,11 +189,11 @@ def make_run(setup: str, waters, threads: int, cutoff: float = 6.0, engine: str 
 
 
 def _builds(run) -> tuple:
-    """(builds, cumulative build seconds) of ``run``'s neighbour list; None for what it does not say."""
+    """(builds, cumulative build seconds) of ``run``'s neighbour list; (None, None) without a list."""
     neighbours = run.neighbour_list()
     if neighbours is None:
         return None, None
-    return neighbours.n_builds, getattr(neighbours, "build_seconds", None)
+    return neighbours.n_builds, neighbours.build_seconds
 
 
 def time_blocks(runs, steps: int, blocks: int) -> list[dict]:
@@ -202,8 +202,8 @@ def time_blocks(runs, steps: int, blocks: int) -> list[dict]:
     Returns:
         One dict per run: steps taken (counted by the run), blocks, timed seconds, ns per atom-step
         (median block) and every block's, the derived seconds per 1000 steps and atom-steps per second,
-        the temperature at the end, and the neighbour list's builds (and build seconds and their
-        share of the timed seconds, where the list counts them) during the timed steps.
+        the temperature at the end, and the neighbour list's builds, build seconds and their share of
+        the timed seconds during the timed steps (None without a list).
     """
     lengths = [len(block) for block in np.array_split(np.arange(steps), blocks)]
     for run in runs:
