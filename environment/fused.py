@@ -27,7 +27,7 @@ from numba import njit, types
 
 from agents.units import ACCEL_EV_PER_AMU_A
 from environment.integrators import LearningDynamics, VelocityVerlet
-from environment.neighbors import _stale
+from environment.neighbors import stale
 from environment.thermostats import _WEIGHTS, NoseHooverChain, nose_hoover_half_step
 
 VERLET, LEARNING = 0, 1
@@ -106,7 +106,7 @@ def _advance(n_steps, resume, kind, positions, velocities, forces, loss_forces, 
             _kick(velocities, forces, masses, half_dt)
             _wrap_drift(positions, velocities, dt, box)
         if reference.shape[0] > 0:
-            if _stale(positions, reference, reference_species, reference_species, box, half_skin):
+            if stale(positions, reference, reference_species, reference_species, box, half_skin):
                 return i, REBUILD
         _sense(force_call, kernel, force_args, positions, loss_values, loss_forces, fractions, zero_net_force)
         if kind == VERLET:

@@ -210,8 +210,9 @@ def _assemble(X, Y, Z, sp, box, r2max, n_cell, reach, cell, cell_ptr, capacity, 
 
 
 @njit(cache=True)
-def _stale(P, R, species, reference_species, box, half_skin):
-    """Whether some atom moved more than ``half_skin`` (minimum image) from R, or a species changed."""
+def stale(P, R, species, reference_species, box, half_skin):
+    """Whether some atom moved more than ``half_skin`` (minimum image) from R, or a species changed: a list
+    built at R may then miss a pair (compiled; :mod:`environment.fused` calls it between steps)."""
     limit = half_skin * half_skin
     inv_box = 1.0 / box
     for k in range(P.shape[0]):
@@ -277,7 +278,7 @@ class NeighborList:
         species = np.asarray(species)
         if species.dtype != np.int64:
             species = species.astype(np.int64)
-        return bool(_stale(positions, self._reference, species, self._species, float(box), 0.5 * self.skin))
+        return bool(stale(positions, self._reference, species, self._species, float(box), 0.5 * self.skin))
 
     def update(self, positions, box, species, n_species=None) -> bool:
         """Rebuild if needed; True when rebuilt."""
