@@ -358,6 +358,23 @@ def _plan(kinds, params, n_functions):
     return kinds, base, power, order
 
 
+def _source_layout(species, n_species, cutoff, neighbors):
+    """How the kernel reads the sources: ``(idx, ptr, max_block, gather, rank, sink_order, allpairs, r_c, r_on)``.
+
+    All pairs (``cutoff`` None): every atom, grouped by species (:func:`_all_pairs`); source coordinates are
+    gathered in that order and ``rank`` is each atom's place in it.  Cutoff: the (up to date) neighbour
+    list, in its sorted numbering, so that neighbours of consecutive sinks lie close in memory.
+    """
+    N = len(species)
+    if cutoff is None:
+        idx, ptr, max_block = _all_pairs(species, n_species)
+        rank = np.empty(N, dtype=np.int64)
+        rank[idx] = np.arange(N)
+        return idx, ptr, max_block, idx, rank, np.arange(N, dtype=np.int64), True, 0.0, 0.0
+    return (neighbors.indices, neighbors.pointers, neighbors.max_block, neighbors.order, np.zeros(N, dtype=np.int64),
+            neighbors.order, False, cutoff.r_c, cutoff.r_on)
+
+
 def _run(positions, box, species, n_species, sink_type, kinds, params, n_functions,
          A=None, B=None, quadratic=None, cutoff=None, neighbors=None, store=False, plan=None):
     """Shared driver of the kernel; returns H, F, phi (N, S*M), dphi (N, S*M, 3) (some unused)."""
@@ -367,25 +384,16 @@ def _run(positions, box, species, n_species, sink_type, kinds, params, n_functio
     species = np.asarray(species, dtype=np.int64)
     cutoff = as_cutoff(cutoff)
     X, Y, Z = (np.ascontiguousarray(positions[:, x]) for x in range(3))
-    if cutoff is None:
-        idx, ptr, max_block = _all_pairs(species, n_species)
-        allpairs, r_c, r_on = True, 0.0, 0.0
-        SX, SY, SZ = X[idx], Y[idx], Z[idx]
-        rank = np.empty(N, dtype=np.int64)
-        rank[idx] = np.arange(N)
-        sink_order = np.arange(N, dtype=np.int64)
-    else:
+    if cutoff is not None:
         cutoff.check_box(box)
         if neighbors is None:
             neighbors = NeighborList(cutoff.r_c, skin=0.0)
         if neighbors.cutoff < cutoff.r_c:
             raise ValueError(f"the neighbour list's cutoff {neighbors.cutoff} is below r_c = {cutoff.r_c}")
         neighbors.update(positions, box, species, n_species)
-        idx, ptr, max_block = neighbors.indices, neighbors.pointers, neighbors.max_block
-        allpairs, r_c, r_on = False, cutoff.r_c, cutoff.r_on
-        # the list's sorted numbering: neighbours of consecutive sinks lie close in memory
-        sink_order = neighbors.order
-        SX, SY, SZ, rank = X[sink_order], Y[sink_order], Z[sink_order], np.zeros(N, dtype=np.int64)
+    idx, ptr, max_block, gather, rank, sink_order, allpairs, r_c, r_on = _source_layout(species, n_species, cutoff,
+                                                                                       neighbors)
+    SX, SY, SZ = X[gather], Y[gather], Z[gather]
     M = kinds.shape[1]
     P = n_species * M
     contract = A is not None
@@ -528,18 +536,8 @@ class LossForces:
         """(function, kernel, kernel arguments as :meth:`__call__` passes them, args) of :meth:`compiled`."""
         N = len(positions)
         n_species = len(self.species_order)
-        nl = self.neighbors
-        if nl is None:
-            idx, ptr, max_block = _all_pairs(self.species, n_species)
-            gather, sink_order = idx, np.arange(N, dtype=np.int64)
-            rank = np.empty(N, dtype=np.int64)
-            rank[idx] = np.arange(N)
-            allpairs, r_c, r_on = True, 0.0, 0.0
-        else:
-            idx, ptr, max_block = nl.indices, nl.pointers, nl.max_block
-            gather = sink_order = nl.order
-            rank = np.zeros(N, dtype=np.int64)
-            allpairs, r_c, r_on = False, self.cutoff.r_c, self.cutoff.r_on
+        idx, ptr, max_block, gather, rank, sink_order, allpairs, r_c, r_on = _source_layout(
+            self.species, n_species, self.cutoff, self.neighbors)
         kinds, base, power, order = self._plan
         P = n_species * self.kinds.shape[1]
         args = (gather, rank, sink_order, self.box, self.sink_type, idx, ptr, allpairs, n_species, max(max_block, 1),
