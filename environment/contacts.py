@@ -19,7 +19,7 @@ from agents.geometry import fold
 
 
 @njit(cache=True)
-def _closest(q, box, radius, n_cell):
+def closest_pair_in_cells(q, box, radius, n_cell):
     """(squared distance, i, j) of the closest pair i < j nearer than ``radius``; (inf, -1, -1) if none."""
     N = q.shape[0]
     inv_box = 1.0 / box
@@ -85,6 +85,11 @@ def _closest(q, box, radius, n_cell):
     return (best if bi >= 0 else np.inf), bi, bj
 
 
+def cell_count(n_atoms: int, box: float, radius: float) -> int:
+    """Cells per box side of :func:`closest_pair_in_cells`'s grid: cells at least ``radius`` wide, about one atom per cell."""
+    return int(min(box // radius, max(3.0, np.ceil(n_atoms ** (1.0 / 3.0)))))
+
+
 def closest_pair_within(positions, box: float, radius: float) -> tuple[float, int, int]:
     """The closest pair of atoms nearer than ``radius`` (minimum image).
 
@@ -101,6 +106,5 @@ def closest_pair_within(positions, box: float, radius: float) -> tuple[float, in
     if not radius > 0:
         raise ValueError(f"radius must be a positive distance in angstrom, got {radius!r}")
     q = np.asarray(positions, dtype=np.float64)
-    n_cell = int(min(box // radius, max(3.0, np.ceil(len(q) ** (1.0 / 3.0)))))
-    d2, i, j = _closest(q, box, radius, n_cell)
+    d2, i, j = closest_pair_in_cells(q, box, radius, cell_count(len(q), box, radius))
     return float(np.sqrt(d2)), int(i), int(j)

@@ -48,6 +48,9 @@ _FLAGS = {"nsz", "contract", "reassoc", "arcp"}
 #: Centres are split into this many chunks whatever the number of threads, so the sum of the chunks' force
 #: buffers, and hence every bit of the result, is the same for any thread count.
 CHUNKS = 8
+#: Angular factors are taken this many at a time in the loops over neighbour pairs (one pass over the pairs
+#: reads FACTOR_BLOCK rows of K_t and updates the sums of all of them).
+FACTOR_BLOCK = 4
 
 
 def _switch_params(rc):
@@ -69,8 +72,10 @@ class EncodedDescriptors:
             species, weight kind/parameter as :func:`learning.kernels.encode_functions`, cutoff index).
         leg_eta, leg_cut (U,): distinct angular legs (eta, cutoff index).
         ang_zeta, ang_lam (Z,): distinct angular factors (zeta, lambda).
-        grp_ptr (S*S+1,), grp_p, grp_leg, grp_ang: angular features grouped by the species pair
-            a * S + b (a <= b): feature index p, leg index u, factor index t.
+        grp_ptr (S*S+1,): angular features counted by species pair a * S + b (a <= b): a pair with
+            none forms no neighbour pairs.
+        grp_cell (S*S, U, Z'): the feature index p of each species pair, leg u and factor t (-1: none);
+            Z' = Z rounded up to whole blocks of :data:`FACTOR_BLOCK`.
     """
 
     def __init__(self, descriptors: DescriptorSet, species):
@@ -103,9 +108,12 @@ class EncodedDescriptors:
         angular.sort(key=lambda item: group(item[1]))
         counts = np.bincount([group(f) for _, f in angular], minlength=S * S) if angular else np.zeros(S * S, int)
         self.grp_ptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-        self.grp_p = np.array([p for p, _ in angular], dtype=np.int64)
-        self.grp_leg = np.array([legs.index((f.function.eta, f.function.rc)) for _, f in angular], dtype=np.int64)
-        self.grp_ang = np.array([factors.index((f.function.zeta, f.function.lam)) for _, f in angular], dtype=np.int64)
+        # the (leg u, factor t) grid of each group; factors padded to whole blocks of FACTOR_BLOCK
+        n_factors = -(-len(factors) // FACTOR_BLOCK) * FACTOR_BLOCK
+        self.grp_cell = np.full((S * S, len(legs), n_factors), -1, dtype=np.int64)
+        for p, f in angular:
+            u = legs.index((f.function.eta, f.function.rc))
+            self.grp_cell[group(f), u, factors.index((f.function.zeta, f.function.lam))] = p
 
 
 @njit(cache=True, inline="always")
@@ -150,7 +158,7 @@ def _radial(kind, par, r, inv_r, sw, dsw, value, slope):
 @njit(cache=True, fastmath=_FLAGS, error_model="numpy")
 def _centres(c0, c1, X, Y, Z, box, spec, sink_type, idx, ptr, n_species, max_row, radius2, angular2,
              rc, ron, rad_p, rad_src, rad_kind, rad_param, rad_cut, leg_eta, leg_cut, ang_zeta, ang_lam,
-             grp_ptr, grp_p, grp_leg, grp_ang, A, Bq, q_idx, quadratic, c12, wall_rc, wall_ron,
+             grp_ptr, grp_cell, A, Bq, q_idx, quadratic, c12, wall_rc, wall_ron,
              shared, store, H, Fbuf, phi_out):
     """Centres c0 <= i < c1 (sorted numbering): H[i], forces into Fbuf (N, 3), phi_out[i] if ``store``.
 
@@ -165,7 +173,7 @@ def _centres(c0, c1, X, Y, Z, box, spec, sink_type, idx, ptr, n_species, max_row
     n_ang = ang_zeta.shape[0]
     n_q = q_idx.shape[0]
     inv_box = 1.0 / box
-    max_pairs = max(1, max_row * (max_row - 1) // 2)
+    max_pairs = max(1, max_row * (max_row - 1) // 2) + 8 * S * S
     # per-neighbour buffers (neighbours grouped by species: block[a] <= n < block[a + 1])
     nb = np.empty(max_row, dtype=np.int64)
     dx = np.empty(max_row)
@@ -197,8 +205,9 @@ def _centres(c0, c1, X, Y, Z, box, spec, sink_type, idx, ptr, n_species, max_row
     run_m = np.empty(max_row * S, dtype=np.int64)
     cs = np.empty(max_pairs)
     base = np.empty(max_pairs)
-    kt = np.empty((n_ang, max_pairs))
-    dkt = np.empty((n_ang, max_pairs))
+    n_fac = grp_cell.shape[2]
+    kt = np.zeros((n_fac, max_pairs))  # rows n_ang.. stay zero: the padding of the factor blocks
+    dkt = np.zeros((n_fac, max_pairs))
     g12 = np.empty((n_leg, max_pairs))
     h1 = np.empty((n_leg, max_pairs))
     h2 = np.empty((n_leg, max_pairs))
@@ -208,6 +217,7 @@ def _centres(c0, c1, X, Y, Z, box, spec, sink_type, idx, ptr, n_species, max_row
     al2 = np.empty(max_pairs)
     be = np.empty(max_pairs)
     ang_k = np.empty(n_ang)
+    cg = np.zeros((S * S, n_leg, n_fac))
     phi = np.empty(P)
     phi_q = np.empty(n_q)
     coef = np.empty(P)
@@ -333,6 +343,13 @@ def _centres(c0, c1, X, Y, Z, box, spec, sink_type, idx, ptr, n_species, max_row
                                 h1s[jj] = dg1 * gs[jj]
                                 h2s[jj] = g1 * dgs[jj]
                         M += m
+                    while M % 8 != 0:  # whole 8-wide vectors per group: zero pairs (in no run) fill the last
+                        cs[M] = 0.0
+                        for u in range(n_leg):
+                            g12[u, M] = 0.0
+                            h1[u, M] = 0.0
+                            h2[u, M] = 0.0
+                        M += 1
             pair_ptr[S * S] = M
             # K_t(c) = 2^(1-zeta) (1 + lambda c)^zeta and K_t'(c), the power by squaring
             for t in range(n_ang):
@@ -355,16 +372,33 @@ def _centres(c0, c1, X, Y, Z, box, spec, sink_type, idx, ptr, n_species, max_row
                 for k in range(M):
                     dpw[k] = kd * pw[k]
                     pw[k] *= 1.0 + lam * cs[k]
+            # phi of the grid cell (u, t) = sum over the group's pairs of K_t G_u G_u, FACTOR_BLOCK factors a pass
             for grp in range(S * S):
                 k0 = pair_ptr[grp]
                 k1 = pair_ptr[grp + 1]
-                for f in range(grp_ptr[grp], grp_ptr[grp + 1]):
-                    kf = kt[grp_ang[f], k0:k1]
-                    gf = g12[grp_leg[f], k0:k1]
-                    acc = 0.0
-                    for k in range(k1 - k0):
-                        acc += kf[k] * gf[k]
-                    phi[grp_p[f]] += acc
+                if k1 == k0:
+                    continue
+                for u in range(n_leg):
+                    gu = g12[u, k0:k1]
+                    for t in range(0, n_fac, FACTOR_BLOCK):
+                        k_0 = kt[t, k0:k1]
+                        k_1 = kt[t + 1, k0:k1]
+                        k_2 = kt[t + 2, k0:k1]
+                        k_3 = kt[t + 3, k0:k1]
+                        s0 = 0.0
+                        s1 = 0.0
+                        s2 = 0.0
+                        s3 = 0.0
+                        for k in range(k1 - k0):
+                            s0 += k_0[k] * gu[k]
+                            s1 += k_1[k] * gu[k]
+                            s2 += k_2[k] * gu[k]
+                            s3 += k_3[k] * gu[k]
+                        sums = (s0, s1, s2, s3)
+                        for x in range(FACTOR_BLOCK):
+                            p = grp_cell[grp, u, t + x]
+                            if p >= 0:
+                                phi[p] += sums[x]
             if store:
                 for p in range(P):
                     phi_out[i, p] = phi[p]
@@ -400,22 +434,38 @@ def _centres(c0, c1, X, Y, Z, box, spec, sink_type, idx, ptr, n_species, max_row
             # angular: per pair CA_u = sum_f c_f K_f(c), CD_u = sum_f c_f K_f'(c) over the features of leg u,
             # alpha1 = sum_u CA_u G_u'(r1) G_u(r2), alpha2 = sum_u CA_u G_u(r1) G_u'(r2), beta = sum_u CD_u G_u G_u;
             # then sum_f c_f dT_f/dq_n1 = (alpha1 - beta c / r1) u1 + (beta / r1) u2, and n2 likewise
-            for u in range(n_leg):
-                for k in range(M):
-                    ca[u, k] = 0.0
-                    cd[u, k] = 0.0
             for grp in range(S * S):
                 k0 = pair_ptr[grp]
                 k1 = pair_ptr[grp + 1]
-                for f in range(grp_ptr[grp], grp_ptr[grp + 1]):
-                    cf = coef[grp_p[f]]
-                    cau = ca[grp_leg[f], k0:k1]
-                    cdu = cd[grp_leg[f], k0:k1]
-                    kf = kt[grp_ang[f], k0:k1]
-                    dkf = dkt[grp_ang[f], k0:k1]
-                    for k in range(k1 - k0):
-                        cau[k] += cf * kf[k]
-                        cdu[k] += cf * dkf[k]
+                if k1 == k0:
+                    continue
+                for u in range(n_leg):
+                    for t in range(n_fac):
+                        p = grp_cell[grp, u, t]
+                        cg[grp, u, t] = coef[p] if p >= 0 else 0.0
+                    cau = ca[u, k0:k1]
+                    cdu = cd[u, k0:k1]
+                    for t in range(0, n_fac, FACTOR_BLOCK):
+                        c0 = cg[grp, u, t]
+                        c1 = cg[grp, u, t + 1]
+                        c2 = cg[grp, u, t + 2]
+                        c3 = cg[grp, u, t + 3]
+                        k_0 = kt[t, k0:k1]
+                        k_1 = kt[t + 1, k0:k1]
+                        k_2 = kt[t + 2, k0:k1]
+                        k_3 = kt[t + 3, k0:k1]
+                        d_0 = dkt[t, k0:k1]
+                        d_1 = dkt[t + 1, k0:k1]
+                        d_2 = dkt[t + 2, k0:k1]
+                        d_3 = dkt[t + 3, k0:k1]
+                        if t == 0:
+                            for k in range(k1 - k0):
+                                cau[k] = c0 * k_0[k] + c1 * k_1[k] + c2 * k_2[k] + c3 * k_3[k]
+                                cdu[k] = c0 * d_0[k] + c1 * d_1[k] + c2 * d_2[k] + c3 * d_3[k]
+                        else:
+                            for k in range(k1 - k0):
+                                cau[k] += c0 * k_0[k] + c1 * k_1[k] + c2 * k_2[k] + c3 * k_3[k]
+                                cdu[k] += c0 * d_0[k] + c1 * d_1[k] + c2 * d_2[k] + c3 * d_3[k]
             for k in range(M):
                 al1[k] = 0.0
                 al2[k] = 0.0
@@ -472,7 +522,7 @@ def _centres(c0, c1, X, Y, Z, box, spec, sink_type, idx, ptr, n_species, max_row
 @njit(cache=True, parallel=True)
 def _kernel(X, Y, Z, box, spec, sink_type, idx, ptr, n_species, max_row, radius2, angular2,
             rc, ron, rad_p, rad_src, rad_kind, rad_param, rad_cut, leg_eta, leg_cut, ang_zeta, ang_lam,
-            grp_ptr, grp_p, grp_leg, grp_ang, A, Bq, q_idx, quadratic, c12, wall_rc, wall_ron,
+            grp_ptr, grp_cell, A, Bq, q_idx, quadratic, c12, wall_rc, wall_ron,
             shared, store, H, Fbuf, phi_out, F):
     """All centres in parallel chunks (one force buffer each), then F = sum of the buffers."""
     N = X.size
@@ -481,7 +531,7 @@ def _kernel(X, Y, Z, box, spec, sink_type, idx, ptr, n_species, max_row, radius2
         Fbuf[chunk, :, :] = 0.0
         _centres(chunk * N // n_chunks, (chunk + 1) * N // n_chunks, X, Y, Z, box, spec, sink_type, idx, ptr,
                  n_species, max_row, radius2, angular2, rc, ron, rad_p, rad_src, rad_kind, rad_param, rad_cut, leg_eta,
-                 leg_cut, ang_zeta, ang_lam, grp_ptr, grp_p, grp_leg, grp_ang, A, Bq, q_idx, quadratic, c12,
+                 leg_cut, ang_zeta, ang_lam, grp_ptr, grp_cell, A, Bq, q_idx, quadratic, c12,
                  wall_rc, wall_ron, shared, store, H, Fbuf[chunk], phi_out)
     for j in prange(N):
         for x in range(3):
@@ -539,19 +589,14 @@ class DescriptorForces:
         nl.update(positions, self.box, self.spec, len(self.species))
         order = nl.order
         X, Y, Z = (np.ascontiguousarray(positions[order, x]) for x in range(3))
-        e = self.encoded
         P = self.A.shape[1]
         H = np.zeros(N)
         F = np.zeros((N, 3))
         n_chunks = max(1, min(N, CHUNKS))
         Fbuf = np.empty((n_chunks, N, 3))
         phi = np.zeros((N, P) if store else (1, P))
-        max_row = max(1, nl.max_row)
         _kernel(X, Y, Z, self.box, self.spec[order], self.sink_type[order], nl.indices, nl.pointers,
-                len(self.species), max_row, self.radius**2, self.angular**2, e.rc, e.ron, e.rad_p, e.rad_src,
-                e.rad_kind, e.rad_param, e.rad_cut, e.leg_eta, e.leg_cut, e.ang_zeta, e.ang_lam, e.grp_ptr, e.grp_p,
-                e.grp_leg, e.grp_ang, self.A, self.Bq, self.q_idx, self.quadratic, self.c12, self.wall_rc,
-                self.wall_ron, self.shared, store, H, Fbuf, phi, F)
+                *self._coefficients(), store, H, Fbuf, phi, F)
         out_H, out_F = np.empty(N), np.empty((N, 3))
         out_H[order], out_F[order] = H, F
         if store:
@@ -587,19 +632,22 @@ class DescriptorForces:
         return adapter_call(self, (nl.n_builds, N),
                             lambda: self._compiled_arguments(positions))
 
+    def _coefficients(self) -> tuple:
+        """:func:`_kernel`'s arguments from ``n_species`` to ``shared``: the loss and the list's longest row."""
+        e = self.encoded
+        return (len(self.species), max(1, self.neighbors.max_row), self.radius**2, self.angular**2, e.rc, e.ron,
+                e.rad_p, e.rad_src, e.rad_kind, e.rad_param, e.rad_cut, e.leg_eta, e.leg_cut, e.ang_zeta, e.ang_lam,
+                e.grp_ptr, e.grp_cell, self.A, self.Bq, self.q_idx, self.quadratic, self.c12,
+                self.wall_rc, self.wall_ron, self.shared)
+
     def _compiled_arguments(self, positions):
         """(function, kernel, kernel arguments as :meth:`__call__` passes them, args) of :meth:`compiled`."""
         N = len(positions)
         nl = self.neighbors
         order = nl.order
-        e = self.encoded
         P = self.A.shape[1]
         n_chunks = max(1, min(N, CHUNKS))
-        max_row = max(1, nl.max_row)
-        coefficients = (len(self.species), max_row, self.radius**2, self.angular**2, e.rc, e.ron, e.rad_p, e.rad_src,
-                        e.rad_kind, e.rad_param, e.rad_cut, e.leg_eta, e.leg_cut, e.ang_zeta, e.ang_lam, e.grp_ptr,
-                        e.grp_p, e.grp_leg, e.grp_ang, self.A, self.Bq, self.q_idx, self.quadratic, self.c12,
-                        self.wall_rc, self.wall_ron, self.shared)
+        coefficients = self._coefficients()
         args = (order, self.spec[order], self.sink_type[order], nl.indices, nl.pointers, self.box, coefficients,
                 np.zeros(N), np.zeros((N, 3)), np.empty((n_chunks, N, 3)), np.zeros((1, P)))
         X = np.ascontiguousarray(positions[order, 0])
@@ -620,9 +668,9 @@ def _forces_into(positions, H, F, kernel, args):
     Z = positions[order, 2]
     H_sorted[:] = 0.0
     F_sorted[:] = 0.0
-    kernel(X, Y, Z, box, spec, sink_type, idx, ptr, c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7],
-           c[8], c[9], c[10], c[11], c[12], c[13], c[14], c[15], c[16], c[17], c[18], c[19], c[20], c[21], c[22],
-           c[23], c[24], c[25], c[26], False, H_sorted, Fbuf, phi, F_sorted)
+    kernel(X, Y, Z, box, spec, sink_type, idx, ptr, c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7], c[8], c[9],
+           c[10], c[11], c[12], c[13], c[14], c[15], c[16], c[17], c[18], c[19], c[20], c[21], c[22], c[23], c[24],
+           False, H_sorted, Fbuf, phi, F_sorted)
     for s in range(N):
         H[order[s]] = H_sorted[s]
         for x in range(3):

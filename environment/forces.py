@@ -115,9 +115,9 @@ class ForceEvaluator:
         """What a checkpoint needs to rebuild the same neighbour list: ``neighbor_reference``, the
         positions at its last build (the list's pair order, and so the summation order, follows them)."""
         neighbors = self.neighbors
-        if neighbors is None or neighbors._reference is None:
+        if neighbors is None or neighbors.reference is None:
             return {}
-        return {"neighbor_reference": neighbors._reference.copy()}
+        return {"neighbor_reference": neighbors.reference.copy()}
 
     def restore(self, state: dict) -> None:
         """Rebuild the neighbour list at the saved reference positions (bit-identical forces)."""

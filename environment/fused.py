@@ -15,6 +15,11 @@ It returns to Python early when a step ends with non-finite positions or velocit
 as the step does), and before a force call whose neighbour list is stale (some atom moved more than
 skin / 2 since the list was built: :meth:`environment.neighbors.NeighborList.needs_rebuild`); the list
 is then rebuilt in Python and the step resumes where it stopped.
+
+With a :class:`Guard` it also stops after a step that leaves the kinetic temperature above a limit
+(or not finite), or two nuclei closer than a minimum distance (:func:`environment.contacts.closest_pair_in_cells`,
+every ``check_every`` steps), and keeps the state before that step (the last good one) in the guard:
+the checks of :func:`experiments.guarded_run.run_guarded`, without a return to Python per step.
 """
 
 from __future__ import annotations
@@ -25,14 +30,59 @@ import numba
 import numpy as np
 from numba import njit, types
 
-from agents.units import ACCEL_EV_PER_AMU_A
+from agents.units import ACCEL_EV_PER_AMU_A, EV_PER_AMU_A2_FS2, KB_EV_PER_K
+from environment.contacts import closest_pair_in_cells, cell_count
 from environment.integrators import LearningDynamics, VelocityVerlet
+from environment.kinetics import degrees_of_freedom
 from environment.neighbors import stale
 from environment.thermostats import _WEIGHTS, NoseHooverChain, nose_hoover_half_step
 
 VERLET, LEARNING = 0, 1
-#: How :func:`_advance` stopped: all steps taken, a neighbour list to rebuild, or non-finite values.
-DONE, REBUILD, NOT_FINITE = 0, 1, 2
+#: How :func:`_advance` stopped: all steps taken, a neighbour list to rebuild, non-finite values, or a
+#: :class:`Guard` that tripped (temperature, two nuclei too close).
+DONE, REBUILD, NOT_FINITE, TOO_HOT, TOO_CLOSE = 0, 1, 2, 3, 4
+
+
+class Guard:
+    """The blow-up checks of a compiled run (see the module docstring).
+
+    Args:
+        max_temperature_K: stop after a step whose kinetic temperature (N_f = 3N - 3) exceeds this, or is
+            not finite (None: only not finite).
+        min_distance: stop after a step that leaves two nuclei closer than this (angstrom; None or 0: never).
+        check_every: the distance check runs after steps whose number is a multiple of this.
+
+    After a stop, ``temperature`` (K) or ``pair`` ((i, j), i < j) and ``distance`` (angstrom) say why, and
+    ``last_good`` holds the positions, velocities, forces and losses before the step that tripped it.
+    """
+
+    def __init__(self, max_temperature_K: float | None = None, min_distance: float | None = None,
+                 check_every: int = 1):
+        self.max_temperature_K = float(max_temperature_K or 0.0)
+        self.min_distance = float(min_distance or 0.0)
+        self.check_every = int(check_every)
+        self.temperature = self.distance = None
+        self.pair = None
+        self.last_good = None
+
+    def _arguments(self, model):
+        """The guard's part of :func:`_advance`'s arguments, with buffers holding ``model``'s state now."""
+        self.last_good = {name: getattr(model, name).copy() for name in ("positions", "velocities", "forces",
+                                                                         "loss_values")}
+        n_cell = cell_count(len(model.positions), model.box, self.min_distance) if self.min_distance else 0
+        return (True, self.max_temperature_K, self.min_distance, self.check_every, int(model.steps), n_cell,
+                degrees_of_freedom(len(model.masses)), self.last_good["positions"], self.last_good["velocities"],
+                self.last_good["forces"], self.last_good["loss_values"], np.zeros(3))
+
+    def _stopped(self, status, info) -> None:
+        if status == TOO_HOT:
+            self.temperature = float(info[0])
+        elif status == TOO_CLOSE:
+            self.distance, self.pair = float(info[0]), (int(info[1]), int(info[2]))
+
+
+#: The guard arguments of an unguarded run.
+_NO_GUARD = (False, 0.0, 0.0, 1, 0, 0, 1, np.zeros((0, 3)), np.zeros((0, 3)), np.zeros((0, 3)), np.zeros(0), np.zeros(3))
 
 
 @njit(cache=True)
@@ -84,6 +134,42 @@ def _clip(forces, loss_forces, max_force):
 
 
 @njit(cache=True)
+def _temperature(velocities, masses, n_dof):
+    """Kinetic temperature (K), as :func:`environment.kinetics.kinetic_temperature`."""
+    twice = 0.0
+    for k in range(velocities.shape[0]):
+        for x in range(3):
+            twice += masses[k] * velocities[k, x] * velocities[k, x]
+    return twice * EV_PER_AMU_A2_FS2 / (n_dof * KB_EV_PER_K)
+
+
+@njit(cache=True)
+def _guard(guard, step, positions, velocities, forces, loss_values, masses, box):
+    """DONE when the step just taken (number ``step``) passes the :class:`Guard`'s checks, and then keep
+    its state as the last good one; else TOO_HOT / TOO_CLOSE, with the reason in the guard's ``info``."""
+    (on, max_temperature, min_distance, check_every, _, n_cell, n_dof, good_positions, good_velocities,
+     good_forces, good_losses, info) = guard
+    if not on:
+        return DONE
+    temperature = _temperature(velocities, masses, n_dof)
+    if not np.isfinite(temperature) or (max_temperature > 0.0 and temperature > max_temperature):
+        info[0] = temperature
+        return TOO_HOT
+    if min_distance > 0.0 and step % check_every == 0:
+        d2, i, j = closest_pair_in_cells(positions, box, min_distance, n_cell)
+        if i >= 0:
+            info[0] = np.sqrt(d2)
+            info[1] = i
+            info[2] = j
+            return TOO_CLOSE
+    good_positions[:] = positions
+    good_velocities[:] = velocities
+    good_forces[:] = forces
+    good_losses[:] = loss_values
+    return DONE
+
+
+@njit(cache=True)
 def _finite(a):
     for v in a.ravel():
         if not np.isfinite(v):
@@ -93,10 +179,12 @@ def _finite(a):
 
 def _advance(n_steps, resume, kind, positions, velocities, forces, loss_forces, loss_values, masses, fractions,
              zero_net_force, box, dt, max_force, decay, tau, thermostat, xi, eta, Q, n_dof, kT, substeps,
-             force_call, kernel, force_args, reference, reference_species, half_skin):
+             force_call, kernel, force_args, reference, reference_species, half_skin, guard):
     """Up to ``n_steps`` steps in place; ``resume``: the first step's force call is next (after a REBUILD).
 
-    Returns (steps completed, DONE / REBUILD / NOT_FINITE); a REBUILD stop leaves its step half done.
+    Returns (steps completed, DONE / REBUILD / NOT_FINITE / TOO_HOT / TOO_CLOSE); a REBUILD stop leaves its
+    step half done; ``guard``: :meth:`Guard._arguments` (step numbers count from its model step) or
+    ``_NO_GUARD``.
     """
     half_dt = 0.5 * dt
     for i in range(n_steps):
@@ -124,6 +212,9 @@ def _advance(n_steps, resume, kind, positions, velocities, forces, loss_forces, 
             _wrap_drift(positions, velocities, dt, box)
         if not (_finite(positions) and _finite(velocities)):
             return i + 1, NOT_FINITE
+        status = _guard(guard, guard[4] + i + 1, positions, velocities, forces, loss_values, masses, box)
+        if status != DONE:
+            return i + 1, status
     return n_steps, DONE
 
 
@@ -202,11 +293,11 @@ def supports(model) -> bool:
     return _dynamics(model.integrator) is not None and hasattr(getattr(model.evaluator, "_kernel", None), "compiled")
 
 
-def advance(model, n_steps: int) -> tuple[int, bool]:
+def advance(model, n_steps: int, guard: Guard | None = None) -> tuple[int, int]:
     """Advance ``model``'s arrays (and thermostat, neighbour list) by up to ``n_steps`` fast-path steps
-    in compiled code; the caller counts the steps and time.  Returns (steps completed, finite): not
-    finite means the last completed step left non-finite positions or velocities (as ``model.step``
-    would raise)."""
+    in compiled code; the caller counts the steps and time.  Returns (steps completed, status): DONE, or
+    NOT_FINITE (the last completed step left non-finite positions or velocities, as ``model.step`` would
+    raise), or TOO_HOT / TOO_CLOSE (``guard`` tripped after the last completed step; see :class:`Guard`)."""
     kind, max_force, decay, tau, thermostat = _dynamics(model.integrator)
     evaluator = model.evaluator
     kernel = evaluator._kernel
@@ -222,20 +313,25 @@ def advance(model, n_steps: int) -> tuple[int, bool]:
             xi = eta = Q = np.zeros(1)
             n_dof, kT, substeps = 0, 0.0, 1
         done, resume = 0, False
+        guard_arguments = _NO_GUARD if guard is None else guard._arguments(model)
         while True:
             call, kernel_call, signature, args = kernel.compiled(model.positions)
             nl = kernel.neighbors
-            reference = nl._reference if nl is not None else np.zeros((0, 3))
-            reference_species = nl._species if nl is not None else np.zeros(0, dtype=np.int64)
+            reference = nl.reference if nl is not None else np.zeros((0, 3))
+            reference_species = nl.reference_species if nl is not None else np.zeros(0, dtype=np.int64)
             skin = nl.skin if nl is not None else 0.0
             arguments = (n_steps - done, resume, kind, model.positions, model.velocities, model.forces,
                          model.loss_forces, model.loss_values, masses, fractions, model.zero_net_force, model.box,
                          model.dt, max_force, decay, tau, thermostat is not None, xi, eta, Q, n_dof, kT, substeps,
-                         call, kernel_call, args, reference, reference_species, 0.5 * skin)
+                         call, kernel_call, args, reference, reference_species, 0.5 * skin, guard_arguments)
             taken, status = _call(model, arguments, signature)
             done += taken
             if status != REBUILD:
-                return done, status == DONE
+                if guard is not None:
+                    guard._stopped(status, guard_arguments[-1])
+                return done, status
             resume = True
+            if guard is not None:  # step numbers of the guard's checks go on from here
+                guard_arguments = guard_arguments[:4] + (guard_arguments[4] + taken,) + guard_arguments[5:]
     finally:
         numba.set_num_threads(previous)

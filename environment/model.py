@@ -16,7 +16,7 @@ from agents.validation import count, finite_array, positive
 import environment.checkpoint as checkpoint
 from environment.builders import water_box
 from environment.forces import ForceEvaluator
-from environment.fused import advance, supports as fused_supports
+from environment.fused import NOT_FINITE, advance, supports as fused_supports
 from environment.integrators import Integrator, VelocityVerlet
 from environment.neighbors import DEFAULT_SKIN
 from environment.kinetics import degrees_of_freedom, kinetic_energy, kinetic_temperature
@@ -325,7 +325,7 @@ class MolecularModel(mesa.Model):
         """Take ``n_steps`` fast-path steps, with a progress bar (steps/s) if ``progress``.
 
         With ``fused`` (default) the steps between two data collections run in compiled code
-        (:mod:`environment.fused`: the same arithmetic, the same bits) when the fast path allows it (see
+        (:meth:`run_compiled`: the same arithmetic, the same bits) when the fast path allows it (see
         :meth:`fusable`), else one :meth:`step` at a time; the step count, ``time_fs``, the collected
         rows and a non-finite blow-up (``FloatingPointError`` naming the step) come out the same.
         """
@@ -333,22 +333,32 @@ class MolecularModel(mesa.Model):
         with tqdm(total=n_steps, disable=not progress, unit="step", leave=False) as bar:
             left = n_steps
             while left:
-                if not (fused and self.fusable()):
+                if fused and self.fusable():
+                    done = self.run_compiled(left)
+                else:
                     self.step()
-                    left -= 1
-                    bar.update(1)
-                    continue
-                chunk = min(left, self.collect_every - self.steps % self.collect_every)
-                done, finite = advance(self, chunk)
-                for _ in range(done):
-                    self.time_fs += self.dt  # one addition per step, as _finish_step
-                self.steps += done
-                if not finite:
-                    raise FloatingPointError(f"step {self.steps}: positions or velocities are no longer finite")
-                if self.steps % self.collect_every == 0:
-                    self.datacollector.collect(self)
+                    done = 1
                 left -= done
                 bar.update(done)
+
+    def run_compiled(self, n_steps: int, guard=None) -> int:
+        """Up to ``n_steps`` fast-path steps in compiled code (:mod:`environment.fused`; needs :meth:`fusable`),
+        as far as the next data collection, which it makes; returns the steps taken.
+
+        The step count, ``time_fs``, the rows and a non-finite blow-up (``FloatingPointError`` naming the
+        step) are those of :meth:`step`.  A :class:`environment.fused.Guard` that trips stops the run after
+        the step that tripped it (counted, and collected if a collection is due), and says why.
+        """
+        chunk = min(n_steps, self.collect_every - self.steps % self.collect_every)
+        done, status = advance(self, chunk, guard)
+        for _ in range(done):
+            self.time_fs += self.dt  # one addition per step, as _finish_step
+        self.steps += done
+        if status == NOT_FINITE:
+            raise FloatingPointError(f"step {self.steps}: positions or velocities are no longer finite")
+        if self.steps % self.collect_every == 0:
+            self.datacollector.collect(self)
+        return done
 
     def fusable(self) -> bool:
         """Whether :meth:`run` can take its steps in compiled code: no agent-by-agent step under way, this

@@ -265,6 +265,17 @@ class NeighborList:
         self._key = None
 
     @property
+    def reference(self):
+        """Positions (N, 3) at the last build (None before the first): the list holds every pair within the
+        cutoff until some atom has moved skin / 2 from here (:func:`stale`)."""
+        return self._reference
+
+    @property
+    def reference_species(self):
+        """Species (N,) int64 at the last build (None before the first)."""
+        return self._species
+
+    @property
     def radius(self) -> float:
         """The list radius r_c + skin, angstrom."""
         return self.cutoff + self.skin

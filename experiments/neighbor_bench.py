@@ -52,7 +52,7 @@ def timed_run(n_waters: int, steps: int, skin: float, invariants: str = "paper",
         ms_per_build = 1e3 * build_seconds / builds
     else:  # no rebuild in the timed steps: time one at the current positions
         before = nl.build_seconds
-        nl.build(model.space.agent_positions, box, nl._species, nl.pointers.shape[1] - 1)
+        nl.build(model.space.agent_positions, box, nl.reference_species, nl.pointers.shape[1] - 1)
         ms_per_build = 1e3 * (nl.build_seconds - before)
     ms_step = 1e3 * (seconds - build_seconds) / steps  # a step without a rebuild
     interval = steps / builds if builds else float("inf")

@@ -11,13 +11,15 @@ Everything is written in place into the output folder as the run goes:
   at any instant leaves readable files;
 * ``last_good_frame.xyz`` on a blow-up.
 
-SIGINT (Ctrl-C) and SIGTERM finish the current step, write all of that, and the command exits with
+SIGINT (Ctrl-C) and SIGTERM stop the run at the next frame (within ``every`` steps: the steps between
+two frames run in compiled code, :func:`experiments.guarded_run.run_guarded`), write all of that, and the command exits with
 130 or 143 and a line saying how to resume: ``mld simulate --resume OUT``, which truncates the
 trajectory to the checkpoint's step and continues bit-for-bit as if never stopped.
 """
 
 from __future__ import annotations
 
+import math
 import signal
 import sys
 import threading
@@ -207,7 +209,7 @@ def _run(model, settings, out: Path, progress, trajectory_bytes=None) -> dict:
             flush()
             try:
                 run_guarded(model, total - model.steps, settings["max_temperature_K"], progress, "simulate", on_step,
-                            settings["min_distance_A"], interrupts)
+                            settings["min_distance_A"], interrupts, math.gcd(every, checkpoint_every))
             except SimulationBlewUp as blow_up:
                 blow_up.save_last_good(out / "last_good_frame.xyz")
                 table = model.datacollector.get_model_vars_dataframe()

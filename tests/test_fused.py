@@ -9,6 +9,7 @@ from environment import LearningDynamics, MolecularModel, NoseHooverChain, Veloc
 from environment.fused import supports
 from experiments.bench import benchmark_descriptor_loss, benchmark_losses
 from experiments.fused_timing import compare
+from experiments.guarded_run import SimulationBlewUp, run_guarded
 
 ARRAYS = ("positions", "velocities", "forces", "loss_forces", "loss_values")
 INTEGRATORS = {
@@ -112,6 +113,61 @@ def test_a_blow_up_stops_the_fused_run_at_the_same_step(integrator):
             model.run(300, fused=fused)
         stops.append((model.steps, model.time_fs, len(model.datacollector.model_vars["time_fs"])))
     assert stops[0] == stops[1] and stops[0][0] > 1
+
+
+def guarded_stop(model, fused, **options):
+    """The :class:`SimulationBlewUp` of a guarded run of ``model`` (it must blow up)."""
+    with np.errstate(all="ignore"), pytest.raises(SimulationBlewUp) as caught:
+        run_guarded(model, 2000, fused=fused, **options)
+    return caught.value
+
+
+def assert_same_stop(fused, loop):
+    """The same step, message, pair and last good state (bytes)."""
+    assert (fused.step, str(fused), fused.pair) == (loop.step, str(loop), loop.pair)
+    for name, value in loop.last_good.items():
+        other = fused.last_good[name]
+        assert (other.tobytes() == value.tobytes()) if isinstance(value, np.ndarray) else other == value, name
+
+
+@pytest.mark.parametrize("cause", ["fusion", "heat", "not-finite"])
+def test_a_guarded_run_stops_in_compiled_code_where_the_step_loop_stops(cause):
+    """Fusion (two nuclei under an attraction with no wall), a temperature limit, NaN (two nuclei on one
+    spot): the compiled guard (:class:`environment.fused.Guard`) stops at the step the step-by-step guard
+    stops at, with its state."""
+    if cause == "not-finite":
+        losses = pair_potential_losses(("H",), ["pow(n=2)"], [[[-1.0]]])
+        symbols, positions = ["H"] * 3, np.array([[3.0, 3.0, 3.0], [3.0, 3.0, 3.0], [3.0, 6.0, 3.3]])
+    else:
+        losses = pair_potential_losses(("H",), ["exp(a=1)"], [[[-2.0]]])
+        symbols, positions = ["H"] * 2, np.array([[3.0, 3.0, 3.0], [5.0, 3.0, 3.0]])
+    options = {"max_temperature_K": 3000.0, "min_distance": 0.0} if cause == "heat" else {"max_temperature_K": None}
+    stops = []
+    for fused in (False, True):
+        model = MolecularModel(symbols, positions, 10.0, losses, integrator=VelocityVerlet(0.5), collect_every=7)
+        assert model.fusable()
+        stops.append(guarded_stop(model, fused, **options))
+        stops[-1].rows = len(model.datacollector.model_vars["time_fs"])
+    loop, fused = stops
+    assert_same_stop(fused, loop)
+    assert fused.rows == loop.rows and loop.step > (0 if cause == "not-finite" else 10)
+    expected = {"fusion": "nuclei fusing", "heat": "temperature", "not-finite": "no longer finite"}[cause]
+    assert expected in str(fused)
+
+
+def test_a_guarded_compiled_run_calls_back_and_stops_as_the_step_loop():
+    """``on_step`` every 6 steps and an interrupt after step 24: the same calls, the same bytes."""
+    runs = []
+    for fused in (False, True):
+        model = water("nvt-chain-clipped", 4.0, collect_every=5)
+        seen = []
+        taken = run_guarded(model, 100, on_step=lambda m: seen.append((m.steps, m.positions.tobytes())),
+                            on_step_every=6, should_stop=lambda: model.steps >= 24, fused=fused)
+        runs.append((model, seen, taken))
+    (loop, loop_seen, loop_taken), (fused, fused_seen, fused_taken) = runs
+    assert fused_seen == loop_seen and [s for s, _ in loop_seen] == [6, 12, 18, 24]
+    assert fused_taken == loop_taken == 24
+    assert_same_run(fused, loop)
 
 
 def test_the_loop_is_kept_where_the_fused_path_cannot_follow():

@@ -81,8 +81,8 @@ def register(subparsers, common) -> None:
     p = subparsers.add_parser(
         "simulate", parents=[common], help="run learned losses and write the trajectory (interruptible, resumable)",
         description="Run learned losses from a start and write trajectory.xyz, observables.csv, summary.json and "
-                    "checkpoint.npz into --out as the run goes.  Ctrl-C (or SIGTERM) stops after the current step "
-                    "with everything written; `mld simulate --resume OUT` continues bit-for-bit.")
+                    "checkpoint.npz into --out as the run goes.  Ctrl-C (or SIGTERM) stops at the next frame "
+                    "(within --every steps) with everything written; `mld simulate --resume OUT` continues bit-for-bit.")
     p.add_argument("--loss", help="agent-loss JSON from `mld fit` (required unless --resume)")
     start = p.add_mutually_exclusive_group()
     start.add_argument("--from", dest="source", metavar="PATH[:FRAME]",
