@@ -8,13 +8,18 @@ and angular descriptors (:mod:`agents.descriptors`, DESIGN.md "Beyond the paper"
 1. the neighbours within r_c, grouped by species, those within the angular features' largest r_c
    first in each group (only they form pairs); their switch f_c, f_c' and, per distinct
    (eta, r_c), the angular legs G = exp(-eta r^2) f_c and G';
-2. phi(i): radial sums (each term's (w f_c)' kept), then every neighbour pair {n1, n2} of a species
-   pair that has features, laid out as runs (fixed n1, consecutive n2) with cos theta, the factors
-   K_t(c) = 2^(1-zeta) (1 + lambda c)^zeta and K_t'(c) of the distinct (zeta, lambda), and the leg
-   products G(r1) G(r2), G'(r1) G(r2), G(r1) G'(r2); each angular phi_f is a dot product over pairs;
+2. phi(i): each distinct radial function (weight, r_c) once over all neighbours, whatever their species
+   (w f_c and its slope (w f_c)', kept for step 4; exp(-r/2) = exp(-r/4)^2 and gauss(s=1) =
+   gauss(s=2)^4 share one exp(): :func:`environment.kernels.plan_powers`), summed per source species;
+   then every neighbour pair {n1, n2} of a species pair that has features, laid out as runs (fixed n1,
+   consecutive n2) with cos theta, the factors K_t(c) = 2^(1-zeta) (1 + lambda c)^zeta and K_t'(c) of
+   the distinct (zeta, lambda), and the leg products G(r1) G(r2), G'(r1) G(r2), G(r1) G'(r2); the
+   angular features of a species pair form a (leg u, factor t) grid, and phi_(u,t) is the sum over its
+   pairs of K_t G_u G_u, four factors per pass over the pairs;
 3. c_i = A + B phi(i) (B restricted to its nonzero rows and columns Q) and H_i (4.5);
 4. the contraction c_i . d phi(i) / dq without storing the Jacobian: per pair, the coefficients are
-   first summed per leg u, CA_u = sum_f c_f K_f(c), CD_u = sum_f c_f K_f'(c); with
+   first summed per leg u, CA_u = sum_t c_(u,t) K_t(c), CD_u = sum_t c_(u,t) K_t'(c) (four factors per
+   pass); with
    alpha1 = sum_u CA_u G_u'(r1) G_u(r2), alpha2 = sum_u CA_u G_u(r1) G_u'(r2),
    beta = sum_u CD_u G_u(r1) G_u(r2), the pair gives sum_f c_f dT_f/dq_n1 =
    (alpha1 - beta c / r1) u1 + (beta / r1) u2 (n2 likewise); radial terms give c_f (w f_c)'(r) u_n;
@@ -41,7 +46,7 @@ from agents.descriptor_loss import DescriptorLoss
 from agents.descriptors import DescriptorSet
 from environment.fused import adapter_call
 from environment.neighbors import DEFAULT_SKIN, NeighborList
-from environment.kernels import EXP, GAUSS, POW_INT, _exp, encode_functions
+from environment.kernels import EXP, EXP_POWER, GAUSS, GAUSS_POWER, POW_INT, _exp, encode_functions, plan_powers
 from agents.cutoff import SmoothCutoff
 
 _FLAGS = {"nsz", "contract", "reassoc", "arcp"}
@@ -68,8 +73,10 @@ class EncodedDescriptors:
 
     Attributes (all numpy arrays):
         rc, ron (C,): distinct cutoffs and their switch starts.
-        rad_p, rad_src, rad_kind, rad_param, rad_cut (R,): radial features (global index p, source
-            species, weight kind/parameter as :func:`learning.kernels.encode_functions`, cutoff index).
+        rad_p, rad_src, rad_fn (R,): radial features: global index p, source species, radial function j.
+        fn_plan (J, 4), fn_param (J,): the distinct radial functions (weight, cutoff): kind (as
+            :func:`environment.kernels.encode_functions`, or EXP_POWER / GAUSS_POWER for w = w_base^power),
+            base function (-1: none), power, cutoff index; and the weight's parameter.  Bases come first.
         leg_eta, leg_cut (U,): distinct angular legs (eta, cutoff index).
         ang_zeta, ang_lam (Z,): distinct angular factors (zeta, lambda).
         grp_ptr (S*S+1,): angular features counted by species pair a * S + b (a <= b): a pair with
@@ -88,11 +95,26 @@ class EncodedDescriptors:
         self.rc = np.array([_switch_params(rc)[0] for rc in cutoffs])
         self.ron = np.array([_switch_params(rc)[1] for rc in cutoffs])
         radial = [(p, f) for p, f in enumerate(descriptors.features) if not f.angular]
-        kinds, params = encode_functions([f.function.weight for _, f in radial])
+        # distinct radial functions (weight, cutoff), each evaluated once per neighbour whatever its species;
+        # within a cutoff, exponentials shared by plan_powers (bases first)
+        functions = []
+        for rc in cutoffs:
+            weights = list(dict.fromkeys(f.function.weight for _, f in radial if f.function.rc == rc))
+            if not weights:
+                continue
+            kinds, params = encode_functions(weights)
+            kinds, base, power, order = plan_powers(kinds, params)
+            place = {int(m): len(functions) + i for i, m in enumerate(order)}
+            for m in order:
+                functions.append((weights[m], rc, kinds[m], place[int(base[m])] if base[m] >= 0 else -1, power[m],
+                                  params[m]))
+        self.fn_plan = np.array([(kind, b, n, cutoffs.index(rc)) for _, rc, kind, b, n, _ in functions],
+                                dtype=np.int64).reshape(len(functions), 4)
+        self.fn_param = np.array([par for *_, par in functions], dtype=np.float64)
+        lookup = {(w, rc): j for j, (w, rc, *_) in enumerate(functions)}
         self.rad_p = np.array([p for p, _ in radial], dtype=np.int64)
         self.rad_src = np.array([species.index(f.sources[0]) for _, f in radial], dtype=np.int64)
-        self.rad_kind, self.rad_param = kinds.astype(np.int64), params
-        self.rad_cut = np.array([cutoffs.index(f.function.rc) for _, f in radial], dtype=np.int64)
+        self.rad_fn = np.array([lookup[(f.function.weight, f.function.rc)] for _, f in radial], dtype=np.int64)
         angular = [(p, f) for p, f in enumerate(descriptors.features) if f.angular]
         legs = list(dict.fromkeys((f.function.eta, f.function.rc) for _, f in angular))
         factors = list(dict.fromkeys((f.function.zeta, f.function.lam) for _, f in angular))
@@ -125,39 +147,47 @@ def _quintic(r, r_c, r_on):
 
 
 @njit(cache=True, fastmath=_FLAGS, error_model="numpy", inline="always")
-def _radial(kind, par, r, inv_r, sw, dsw, value, slope):
-    """One radial weight over a block of distances: value = w f_c, slope = (w f_c)' (one loop per kind,
-    so each vectorizes)."""
+def _radial(kind, par, power, r, inv_r, sw, dsw, base_w, w, value, slope):
+    """One radial function over distances ``r``: w (the weight alone), value = w f_c, slope = (w f_c)';
+    ``base_w`` holds the base's w where w = base_w^power (EXP_POWER, GAUSS_POWER).  One loop per kind, so
+    that each vectorizes."""
     n = r.shape[0]
-    if kind == EXP:
+    if kind == EXP_POWER or kind == GAUSS_POWER:
         for k in range(n):
-            w = _exp(-par * r[k])
-            value[k] = w * sw[k]
-            slope[k] = w * (dsw[k] - par * sw[k])
+            v = base_w[k]
+            v2 = v * v
+            w[k] = v2 if power == 2 else (v2 * v if power == 3 else v2 * v2)
+    elif kind == EXP:
+        for k in range(n):
+            w[k] = _exp(-par * r[k])
     elif kind == GAUSS:
         for k in range(n):
-            w = _exp(-par * r[k] * r[k])
-            value[k] = w * sw[k]
-            slope[k] = w * (dsw[k] - 2.0 * par * r[k] * sw[k])
-    else:
-        if kind == POW_INT:
-            for k in range(n):
-                value[k] = 1.0
-            for _ in range(int(par)):
-                for k in range(n):
-                    value[k] *= inv_r[k]
-        else:
-            for k in range(n):
-                value[k] = r[k] ** (-par)
+            w[k] = _exp(-par * r[k] * r[k])
+    elif kind == POW_INT:
         for k in range(n):
-            w = value[k]
-            value[k] = w * sw[k]
-            slope[k] = w * (dsw[k] - par * inv_r[k] * sw[k])
+            w[k] = 1.0
+        for _ in range(int(par)):
+            for k in range(n):
+                w[k] *= inv_r[k]
+    else:
+        for k in range(n):
+            w[k] = r[k] ** (-par)
+    for k in range(n):  # (each loop writes one array: few enough run-time alias checks to vectorize)
+        value[k] = w[k] * sw[k]
+    if kind == EXP or kind == EXP_POWER:
+        for k in range(n):
+            slope[k] = w[k] * (dsw[k] - par * sw[k])
+    elif kind == GAUSS or kind == GAUSS_POWER:
+        for k in range(n):
+            slope[k] = w[k] * (dsw[k] - 2.0 * par * r[k] * sw[k])
+    else:
+        for k in range(n):
+            slope[k] = w[k] * (dsw[k] - par * inv_r[k] * sw[k])
 
 
 @njit(cache=True, fastmath=_FLAGS, error_model="numpy")
 def _centres(c0, c1, X, Y, Z, box, spec, sink_type, idx, ptr, n_species, max_row, radius2, angular2,
-             rc, ron, rad_p, rad_src, rad_kind, rad_param, rad_cut, leg_eta, leg_cut, ang_zeta, ang_lam,
+             rc, ron, rad_p, rad_src, rad_fn, fn_plan, fn_param, leg_eta, leg_cut, ang_zeta, ang_lam,
              grp_ptr, grp_cell, A, Bq, q_idx, quadratic, c12, wall_rc, wall_ron,
              shared, store, H, Fbuf, phi_out):
     """Centres c0 <= i < c1 (sorted numbering): H[i], forces into Fbuf (N, 3), phi_out[i] if ``store``.
@@ -188,14 +218,16 @@ def _centres(c0, c1, X, Y, Z, box, spec, sink_type, idx, ptr, n_species, max_row
     fy = np.empty(max_row)
     fz = np.empty(max_row)
     fs = np.empty(max_row)
-    wv = np.empty(max_row)
     block = np.empty(S + 1, dtype=np.int64)
     inner = np.empty(S, dtype=np.int64)
     sw = np.empty((n_cut, max_row))
     dsw = np.empty((n_cut, max_row))
     g = np.empty((n_leg, max_row))
     dg = np.empty((n_leg, max_row))
-    rad_d = np.empty((n_rad, max_row))
+    n_fn = fn_param.shape[0]
+    fn_w = np.empty((n_fn, max_row))
+    fn_v = np.empty((n_fn, max_row))
+    fn_d = np.empty((n_fn, max_row))
     # per-pair buffers: the pairs {n1, n2} of the centre's neighbours come in runs (fixed n1,
     # consecutive n2 = run_n2 .. run_n2 + run_m - 1 at pair index run_k ..), runs grouped by species pair
     pair_ptr = np.empty(S * S + 1, dtype=np.int64)
@@ -293,15 +325,15 @@ def _centres(c0, c1, X, Y, Z, box, spec, sink_type, idx, ptr, n_species, max_row
                     dg[u, n] = e * (dsw[c, n] - 2.0 * eta * rr[n] * sw[c, n])
             for p in range(P):
                 phi[p] = 0.0
+            for j in range(n_fn):  # over all neighbours (bases before the functions derived from them)
+                c = fn_plan[j, 3]
+                _radial(fn_plan[j, 0], fn_param[j], fn_plan[j, 2], rr[:K], inv_r[:K], sw[c, :K], dsw[c, :K],
+                        fn_w[max(fn_plan[j, 1], 0), :K], fn_w[j, :K], fn_v[j, :K], fn_d[j, :K])
             for m in range(n_rad):
-                n0 = block[rad_src[m]]
-                n1 = block[rad_src[m] + 1]
-                c = rad_cut[m]
-                _radial(rad_kind[m], rad_param[m], rr[n0:n1], inv_r[n0:n1], sw[c, n0:n1], dsw[c, n0:n1],
-                        wv[: n1 - n0], rad_d[m, n0:n1])
+                vm = fn_v[rad_fn[m], block[rad_src[m]]:block[rad_src[m] + 1]]
                 acc = 0.0
-                for n in range(n1 - n0):
-                    acc += wv[n]
+                for n in range(vm.shape[0]):
+                    acc += vm[n]
                 phi[rad_p[m]] += acc
             # 3. angular: the pair runs with cos theta and the leg products G(r1) G(r2), G'(r1) G(r2), G(r1) G'(r2)
             M = 0
@@ -424,7 +456,7 @@ def _centres(c0, c1, X, Y, Z, box, spec, sink_type, idx, ptr, n_species, max_row
                 cm = coef[rad_p[m]]
                 n0 = block[rad_src[m]]
                 fsm = fs[n0:block[rad_src[m] + 1]]
-                rdm = rad_d[m, n0:block[rad_src[m] + 1]]
+                rdm = fn_d[rad_fn[m], n0:block[rad_src[m] + 1]]
                 for n in range(fsm.shape[0]):
                     fsm[n] += cm * rdm[n]
             for n in range(K):
@@ -521,7 +553,7 @@ def _centres(c0, c1, X, Y, Z, box, spec, sink_type, idx, ptr, n_species, max_row
 
 @njit(cache=True, parallel=True)
 def _kernel(X, Y, Z, box, spec, sink_type, idx, ptr, n_species, max_row, radius2, angular2,
-            rc, ron, rad_p, rad_src, rad_kind, rad_param, rad_cut, leg_eta, leg_cut, ang_zeta, ang_lam,
+            rc, ron, rad_p, rad_src, rad_fn, fn_plan, fn_param, leg_eta, leg_cut, ang_zeta, ang_lam,
             grp_ptr, grp_cell, A, Bq, q_idx, quadratic, c12, wall_rc, wall_ron,
             shared, store, H, Fbuf, phi_out, F):
     """All centres in parallel chunks (one force buffer each), then F = sum of the buffers."""
@@ -530,7 +562,7 @@ def _kernel(X, Y, Z, box, spec, sink_type, idx, ptr, n_species, max_row, radius2
     for chunk in prange(n_chunks):
         Fbuf[chunk, :, :] = 0.0
         _centres(chunk * N // n_chunks, (chunk + 1) * N // n_chunks, X, Y, Z, box, spec, sink_type, idx, ptr,
-                 n_species, max_row, radius2, angular2, rc, ron, rad_p, rad_src, rad_kind, rad_param, rad_cut, leg_eta,
+                 n_species, max_row, radius2, angular2, rc, ron, rad_p, rad_src, rad_fn, fn_plan, fn_param, leg_eta,
                  leg_cut, ang_zeta, ang_lam, grp_ptr, grp_cell, A, Bq, q_idx, quadratic, c12,
                  wall_rc, wall_ron, shared, store, H, Fbuf[chunk], phi_out)
     for j in prange(N):
@@ -636,7 +668,7 @@ class DescriptorForces:
         """:func:`_kernel`'s arguments from ``n_species`` to ``shared``: the loss and the list's longest row."""
         e = self.encoded
         return (len(self.species), max(1, self.neighbors.max_row), self.radius**2, self.angular**2, e.rc, e.ron,
-                e.rad_p, e.rad_src, e.rad_kind, e.rad_param, e.rad_cut, e.leg_eta, e.leg_cut, e.ang_zeta, e.ang_lam,
+                e.rad_p, e.rad_src, e.rad_fn, e.fn_plan, e.fn_param, e.leg_eta, e.leg_cut, e.ang_zeta, e.ang_lam,
                 e.grp_ptr, e.grp_cell, self.A, self.Bq, self.q_idx, self.quadratic, self.c12,
                 self.wall_rc, self.wall_ron, self.shared)
 
