@@ -205,10 +205,14 @@ def _centres(c0, c1, X, Y, Z, box, spec, sink_type, idx, ptr, n_species, max_row
     inv_box = 1.0 / box
     max_pairs = max(1, max_row * (max_row - 1) // 2) + 8 * S * S
     # per-neighbour buffers (neighbours grouped by species: block[a] <= n < block[a + 1])
-    nb = np.empty(max_row, dtype=np.int64)
-    dx = np.empty(max_row)
-    dy = np.empty(max_row)
-    dz = np.empty(max_row)
+    nb = np.empty(max_row + 1, dtype=np.int64)  # + 1: the branch-free selection writes one past the last kept
+    dx = np.empty(max_row + 1)
+    dy = np.empty(max_row + 1)
+    dz = np.empty(max_row + 1)
+    lx = np.empty(max_row)  # every listed neighbour of one species
+    ly = np.empty(max_row)
+    lz = np.empty(max_row)
+    l2 = np.empty(max_row)
     rr = np.empty(max_row)
     inv_r = np.empty(max_row)
     ex = np.empty(max_row)
@@ -266,24 +270,30 @@ def _centres(c0, c1, X, Y, Z, box, spec, sink_type, idx, ptr, n_species, max_row
         K = 0
         for a in range(S):
             block[a] = K
+            q0 = ptr[i, a]
+            n_listed = ptr[i, a + 1] - q0
+            for jj in range(n_listed):
+                j = idx[q0 + jj]
+                ux = X[j] - xi
+                uy = Y[j] - yi
+                uz = Z[j] - zi
+                ux -= box * np.rint(ux * inv_box)
+                uy -= box * np.rint(uy * inv_box)
+                uz -= box * np.rint(uz * inv_box)
+                lx[jj] = ux
+                ly[jj] = uy
+                lz[jj] = uz
+                l2[jj] = ux * ux + uy * uy + uz * uz
+            # kept without branches: every candidate is written at K, which moves on only if it is kept
             for ring in range(2):
                 lo2 = 0.0 if ring == 0 else angular2
                 hi2 = angular2 if ring == 0 else radius2
-                for q in range(ptr[i, a], ptr[i, a + 1]):
-                    j = idx[q]
-                    ux = X[j] - xi
-                    uy = Y[j] - yi
-                    uz = Z[j] - zi
-                    ux -= box * np.rint(ux * inv_box)
-                    uy -= box * np.rint(uy * inv_box)
-                    uz -= box * np.rint(uz * inv_box)
-                    r2 = ux * ux + uy * uy + uz * uz
-                    if lo2 <= r2 < hi2:
-                        nb[K] = j
-                        dx[K] = ux
-                        dy[K] = uy
-                        dz[K] = uz
-                        K += 1
+                for jj in range(n_listed):
+                    nb[K] = idx[q0 + jj]
+                    dx[K] = lx[jj]
+                    dy[K] = ly[jj]
+                    dz[K] = lz[jj]
+                    K += 1 if lo2 <= l2[jj] < hi2 else 0
                 if ring == 0:
                     inner[a] = K
         block[S] = K
