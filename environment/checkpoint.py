@@ -39,7 +39,6 @@ from pathlib import Path
 import numpy as np
 
 from agents.cutoff import SmoothCutoff
-from agents.loss import AgentLosses
 from agents.loss_file import losses_from_dict
 from environment.integrators import integrator_from_settings
 

@@ -40,7 +40,7 @@ numpy path to ~1e-15 relative.  Units: angstrom, eV, eV/angstrom.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange, types
+from numba import njit, prange
 
 from agents.descriptor_loss import DescriptorLoss
 from agents.descriptors import DescriptorSet

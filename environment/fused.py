@@ -30,10 +30,10 @@ import numba
 import numpy as np
 from numba import njit, types
 
-from agents.units import ACCEL_EV_PER_AMU_A, EV_PER_AMU_A2_FS2, KB_EV_PER_K
+from agents.units import ACCEL_EV_PER_AMU_A
 from environment.contacts import closest_pair_in_cells, cell_count
 from environment.integrators import LearningDynamics, VelocityVerlet
-from environment.kinetics import degrees_of_freedom
+from environment.kinetics import degrees_of_freedom, kinetic_temperature_compiled
 from environment.neighbors import stale
 from environment.thermostats import _WEIGHTS, NoseHooverChain, nose_hoover_half_step
 
@@ -53,7 +53,8 @@ class Guard:
         check_every: the distance check runs after steps whose number is a multiple of this.
 
     After a stop, ``temperature`` (K) or ``pair`` ((i, j), i < j) and ``distance`` (angstrom) say why, and
-    ``last_good`` holds the positions, velocities, forces and losses before the step that tripped it.
+    ``last_good`` holds the positions, velocities, forces and losses before the step that tripped it
+    (under the keys of ``MolecularModel.state()``).
     """
 
     def __init__(self, max_temperature_K: float | None = None, min_distance: float | None = None,
@@ -61,18 +62,17 @@ class Guard:
         self.max_temperature_K = float(max_temperature_K or 0.0)
         self.min_distance = float(min_distance or 0.0)
         self.check_every = int(check_every)
-        self.temperature = self.distance = None
-        self.pair = None
-        self.last_good = None
+        self.temperature = self.distance = self.pair = self.last_good = None
 
     def _arguments(self, model):
         """The guard's part of :func:`_advance`'s arguments, with buffers holding ``model``'s state now."""
-        self.last_good = {name: getattr(model, name).copy() for name in ("positions", "velocities", "forces",
-                                                                         "loss_values")}
+        self.temperature = self.distance = self.pair = None
+        self.last_good = {"positions": model.positions.copy(), "velocities": model.velocities.copy(),
+                          "forces": model.forces.copy(), "losses": model.loss_values.copy()}
         n_cell = cell_count(len(model.positions), model.box, self.min_distance) if self.min_distance else 0
-        return (True, self.max_temperature_K, self.min_distance, self.check_every, int(model.steps), n_cell,
+        return (True, self.max_temperature_K, self.min_distance, self.check_every, n_cell,
                 degrees_of_freedom(len(model.masses)), self.last_good["positions"], self.last_good["velocities"],
-                self.last_good["forces"], self.last_good["loss_values"], np.zeros(3))
+                self.last_good["forces"], self.last_good["losses"], np.zeros(3))
 
     def _stopped(self, status, info) -> None:
         if status == TOO_HOT:
@@ -82,7 +82,7 @@ class Guard:
 
 
 #: The guard arguments of an unguarded run.
-_NO_GUARD = (False, 0.0, 0.0, 1, 0, 0, 1, np.zeros((0, 3)), np.zeros((0, 3)), np.zeros((0, 3)), np.zeros(0), np.zeros(3))
+_NO_GUARD = (False, 0.0, 0.0, 1, 0, 1, np.zeros((0, 3)), np.zeros((0, 3)), np.zeros((0, 3)), np.zeros(0), np.zeros(3))
 
 
 @njit(cache=True)
@@ -134,24 +134,14 @@ def _clip(forces, loss_forces, max_force):
 
 
 @njit(cache=True)
-def _temperature(velocities, masses, n_dof):
-    """Kinetic temperature (K), as :func:`environment.kinetics.kinetic_temperature`."""
-    twice = 0.0
-    for k in range(velocities.shape[0]):
-        for x in range(3):
-            twice += masses[k] * velocities[k, x] * velocities[k, x]
-    return twice * EV_PER_AMU_A2_FS2 / (n_dof * KB_EV_PER_K)
-
-
-@njit(cache=True)
 def _guard(guard, step, positions, velocities, forces, loss_values, masses, box):
     """DONE when the step just taken (number ``step``) passes the :class:`Guard`'s checks, and then keep
     its state as the last good one; else TOO_HOT / TOO_CLOSE, with the reason in the guard's ``info``."""
-    (on, max_temperature, min_distance, check_every, _, n_cell, n_dof, good_positions, good_velocities,
+    (on, max_temperature, min_distance, check_every, n_cell, n_dof, good_positions, good_velocities,
      good_forces, good_losses, info) = guard
     if not on:
         return DONE
-    temperature = _temperature(velocities, masses, n_dof)
+    temperature = kinetic_temperature_compiled(velocities, masses, n_dof)
     if not np.isfinite(temperature) or (max_temperature > 0.0 and temperature > max_temperature):
         info[0] = temperature
         return TOO_HOT
@@ -179,12 +169,12 @@ def _finite(a):
 
 def _advance(n_steps, resume, kind, positions, velocities, forces, loss_forces, loss_values, masses, fractions,
              zero_net_force, box, dt, max_force, decay, tau, thermostat, xi, eta, Q, n_dof, kT, substeps,
-             force_call, kernel, force_args, reference, reference_species, half_skin, guard):
+             force_call, kernel, force_args, reference, reference_species, half_skin, guard, steps_before):
     """Up to ``n_steps`` steps in place; ``resume``: the first step's force call is next (after a REBUILD).
 
     Returns (steps completed, DONE / REBUILD / NOT_FINITE / TOO_HOT / TOO_CLOSE); a REBUILD stop leaves its
-    step half done; ``guard``: :meth:`Guard._arguments` (step numbers count from its model step) or
-    ``_NO_GUARD``.
+    step half done; ``guard``: :meth:`Guard._arguments` or ``_NO_GUARD``; ``steps_before``: the model's
+    step count before the first of these steps.
     """
     half_dt = 0.5 * dt
     for i in range(n_steps):
@@ -212,7 +202,7 @@ def _advance(n_steps, resume, kind, positions, velocities, forces, loss_forces, 
             _wrap_drift(positions, velocities, dt, box)
         if not (_finite(positions) and _finite(velocities)):
             return i + 1, NOT_FINITE
-        status = _guard(guard, guard[4] + i + 1, positions, velocities, forces, loss_values, masses, box)
+        status = _guard(guard, steps_before + i + 1, positions, velocities, forces, loss_values, masses, box)
         if status != DONE:
             return i + 1, status
     return n_steps, DONE
@@ -323,7 +313,8 @@ def advance(model, n_steps: int, guard: Guard | None = None) -> tuple[int, int]:
             arguments = (n_steps - done, resume, kind, model.positions, model.velocities, model.forces,
                          model.loss_forces, model.loss_values, masses, fractions, model.zero_net_force, model.box,
                          model.dt, max_force, decay, tau, thermostat is not None, xi, eta, Q, n_dof, kT, substeps,
-                         call, kernel_call, args, reference, reference_species, 0.5 * skin, guard_arguments)
+                         call, kernel_call, args, reference, reference_species, 0.5 * skin, guard_arguments,
+                         model.steps + done)
             taken, status = _call(model, arguments, signature)
             done += taken
             if status != REBUILD:
@@ -331,7 +322,5 @@ def advance(model, n_steps: int, guard: Guard | None = None) -> tuple[int, int]:
                     guard._stopped(status, guard_arguments[-1])
                 return done, status
             resume = True
-            if guard is not None:  # step numbers of the guard's checks go on from here
-                guard_arguments = guard_arguments[:4] + (guard_arguments[4] + taken,) + guard_arguments[5:]
     finally:
         numba.set_num_threads(previous)

@@ -155,7 +155,4 @@ def _last_good(model, guard, good_steps, time_fs) -> dict:
     ``time_fs``: the guard's copy of the arrays, the step count and the time (added up as the model does)."""
     for _ in range(good_steps):
         time_fs += model.dt
-    arrays = guard.last_good
-    return {"symbols": list(model.symbols), "box": model.box, "step": model.steps - 1, "time_fs": time_fs,
-            "positions": arrays["positions"], "velocities": arrays["velocities"], "forces": arrays["forces"],
-            "losses": arrays["loss_values"]}
+    return {**model.state(), "step": model.steps - 1, "time_fs": time_fs, **guard.last_good}

@@ -37,7 +37,7 @@ from environment.builders import copy_offsets, tile
 from environment.thermostats import NoseHooverChain
 from experiments.base import LearnedLossExperiment
 from experiments.beyond import NVTProtocol, fit_variant, loss_file_name, protocol_model, target_temperature
-from experiments.observables import RDF_DIFFERENCES, TOLERANCES, compare, compute_observables, from_cp2k
+from experiments.observables import RDF_DIFFERENCES, compare, compute_observables, from_cp2k
 from experiments.outputs import Results
 from experiments.water import MIN_FRAMES, collected_trajectory, run_or_stop
 from learning.cp2k.reader import read_trajectory

@@ -7,6 +7,7 @@ import pytest
 from agents.loss import pair_potential_losses
 from environment import LearningDynamics, MolecularModel, NoseHooverChain, VelocityVerlet, water_box
 from environment.fused import supports
+from environment.kinetics import kinetic_temperature, kinetic_temperature_compiled
 from experiments.bench import benchmark_descriptor_loss, benchmark_losses
 from experiments.fused_timing import compare
 from experiments.guarded_run import SimulationBlewUp, run_guarded
@@ -201,3 +202,11 @@ def test_two_threads_give_the_bytes_of_one():
 def test_the_timing_command_times_both_paths():
     row = compare(8, None, 5, steps=5, blocks=2, threads=1)
     assert row["loop_s_per_1000"] > 0 and row["fused_s_per_1000"] > 0 and row["threads"] == 1
+
+
+def test_the_guard_measures_the_temperature_of_the_kinetics_module():
+    """The compiled kinetic temperature (the guard's) against :func:`environment.kinetics.kinetic_temperature`."""
+    model = water("nve")
+    velocities = model.velocities * np.linspace(0.5, 2.0, len(model.masses))[:, None]
+    assert kinetic_temperature_compiled(velocities, model.masses, 3 * len(model.masses) - 3) == pytest.approx(
+        kinetic_temperature(velocities, model.masses), rel=1e-13)
