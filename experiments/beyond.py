@@ -9,7 +9,9 @@ same frame: the ``shared`` form (every agent descends E = sum_k H_k) conserves E
 measures the integrator; the paper's ``own`` form has no E and heats (K/ps).
 
 Variants: ``radial`` is the paper's 18 weight functions (4.2-4.4) cut smoothly at 4.5 angstrom;
-``many-body`` is the radial + angular descriptor set of :func:`learning.fitting.descriptor_set`.
+``many-body`` is the radial + angular descriptor set of :func:`learning.fitting.descriptor_set`;
+``+probes`` adds the embedded CP2K contact probes (two molecules pushed together,
+:mod:`learning.contact_probes`) to the training rows.
 Units: angstrom, fs, amu, eV, K.
 """
 
@@ -30,15 +32,28 @@ from experiments.base import LearnedLossExperiment
 from experiments.observables import TOLERANCES, from_cp2k, observe
 from experiments.outputs import Results
 from experiments.water import MIN_FRAMES, collected_trajectory, heating_rate, run_or_stop
+from learning.contact_probes import EMBEDDED, read_probes
 from learning.cp2k.reader import read_trajectory
 from learning.fitting import learn
 
-#: Variant name -> (form, invariants, cutoff in angstrom; None: the many-body set's default).
+@dataclass(frozen=True)
+class Variant:
+    """How a variant is learned: ``form``, ``invariants`` (as ``mld fit --invariants``), ``cutoff`` in
+    angstrom (None: the many-body set's default) and whether the embedded CP2K contact probes
+    (:data:`learning.contact_probes.EMBEDDED`) join the training rows."""
+
+    form: str
+    invariants: str
+    cutoff: float | None
+    probes: bool = False
+
+
 VARIANTS = {
-    "own/radial": ("own", "paper", 4.5),
-    "own/many-body": ("own", "many-body", None),
-    "shared/radial": ("shared", "paper", 4.5),
-    "shared/many-body": ("shared", "many-body", None),
+    "own/radial": Variant("own", "paper", 4.5),
+    "own/many-body": Variant("own", "many-body", None),
+    "shared/radial": Variant("shared", "paper", 4.5),
+    "shared/many-body": Variant("shared", "many-body", None),
+    "shared/many-body+probes": Variant("shared", "many-body", None, probes=True),
 }
 #: The observables compared with CP2K for every variant (keys of :data:`experiments.observables.OBSERVABLES`).
 COMPARED = ("hoh_angle_mean_deg", "oh_bond_mean_A", "non_h2o_fraction", "bend_cm1", "stretch_cm1",
@@ -100,9 +115,22 @@ def loss_file_name(variant: str) -> str:
 
 
 def fit_variant(trajectory, variant: str, stride: int = 4):
-    """The quadratic loss of ``variant`` (a key of :data:`VARIANTS`) learned from every ``stride``-th frame."""
-    form, invariants, cutoff = VARIANTS[variant]
-    return learn(trajectory.frames(slice(None, None, stride)), form, invariants, "quadratic", cutoff=cutoff)
+    """The quadratic loss of ``variant`` (a key of :data:`VARIANTS`) learned from every ``stride``-th frame
+    (and the embedded contact probes where the variant takes them)."""
+    how = VARIANTS[variant]
+    extra = embedded_probes(trajectory) if how.probes else None
+    return learn(trajectory.frames(slice(None, None, stride)), how.form, how.invariants, "quadratic",
+                 cutoff=how.cutoff, extra=extra)
+
+
+def embedded_probes(trajectory):
+    """The embedded contact probes, checked to be single points of ``trajectory``'s system (same atoms, same box)."""
+    probes = read_probes(EMBEDDED)[0]
+    if list(probes.symbols) != list(trajectory.symbols) or abs(probes.box - trajectory.box) > 1e-6:
+        raise ValueError(f"the embedded contact probes ({EMBEDDED}) are single points of the embedded h2o-32 run; "
+                         f"{trajectory.source} is another system: label its own with `mld cp2k probes` and fit "
+                         "with `mld fit --extra`")
+    return probes
 
 
 class FormComparisonExperiment(LearnedLossExperiment):
@@ -150,7 +178,7 @@ class FormComparisonExperiment(LearnedLossExperiment):
     def _variant(self, variant: str, start: int, target: float, reference):
         """Fit (unless given), NVE drift, NVT run and its observables against CP2K for one variant."""
         cfg = self.config
-        form, invariants, cutoff = VARIANTS[variant]
+        how = VARIANTS[variant]
         fit_s = None
         if variant not in self.losses:
             began = time.perf_counter()
@@ -162,7 +190,7 @@ class FormComparisonExperiment(LearnedLossExperiment):
         nve = self._model(loss, start, None)
         nve_stop = run_or_stop(nve, cfg.nve_steps, limit, cfg.progress, f"{variant} NVE")
         nve_table = nve.datacollector.get_model_vars_dataframe()
-        drift = heating_rate(nve_table, shared=form == "shared") if len(nve_table) > 2 else {}
+        drift = heating_rate(nve_table, shared=how.form == "shared") if len(nve_table) > 2 else {}
 
         nvt = self._model(loss, start, NoseHooverChain(target, cfg.tdamp_fs, cfg.chain_length), cfg.every)
         began = time.perf_counter()
@@ -173,7 +201,7 @@ class FormComparisonExperiment(LearnedLossExperiment):
         if learned.n_frames >= MIN_FRAMES:
             comparison = observe(learned, reference).summary["comparison"]
         summary = {
-            "form": form, "invariants": invariants, "cutoff_A": cutoff, "fit_s": fit_s,
+            "form": how.form, "invariants": how.invariants, "cutoff_A": how.cutoff, "probes": how.probes, "fit_s": fit_s,
             "test_rmse": loss.provenance.get("metrics"),
             "nve": {**drift, "steps": int(nve.steps), "blew_up": nve_stop},
             "nvt_steps": int(nvt.steps), "nvt_s_per_step": seconds_per_step, "blew_up": nvt_stop,

@@ -7,7 +7,7 @@ the sum of the agents' losses, which no agent descends as a whole.  A learned qu
 without bound below the closest contact of its training frames, where no data constrain it: that is
 what stops long runs (README, "Beyond the paper", 100 ps).
 
-    python -m experiments.pair_profile LOSS FRAME I J [--distances 1,1.3,...]
+    python -m experiments.pair_profile LOSS FRAME I J [--distances 1,1.3,...] [--molecule]
 
 FRAME is ``PATH[:FRAME]`` as ``mld simulate --from`` reads it (a CP2K run, ``trajectory.xyz``,
 ``last_good_frame.xyz``, ...).  Distances in angstrom, energies in eV.
@@ -24,13 +24,17 @@ from agents.loss_file import load_losses
 from environment.forces import ForceEvaluator
 from experiments.cli.options import path_and_frame
 from experiments.start import read_start
+from learning.contact_probes import push_together
 
 #: Default distances (angstrom): from well inside the closest O-O contact of liquid water to beyond it.
 DISTANCES = (1.0, 1.3, 1.45, 1.64, 1.8, 2.0, 2.2, 2.4, 2.6, 2.8)
 
 
-def pair_profile(losses, positions, box: float, symbols, i: int, j: int, distances=DISTANCES) -> np.ndarray:
-    """E(r) - E(r_max) (eV) for atom ``j`` at each distance r (angstrom) from atom ``i`` along their axis."""
+def pair_profile(losses, positions, box: float, symbols, i: int, j: int, distances=DISTANCES,
+                 molecule: bool = False) -> np.ndarray:
+    """E(r) - E(r_max) (eV) for atom ``j`` at each distance r (angstrom) from atom ``i`` along their axis;
+    ``molecule``: ``j``'s whole molecule moves with it, rigidly (the geometry of a contact probe,
+    :func:`learning.contact_probes.push_together`)."""
     positions = np.asarray(positions, dtype=np.float64)
     if i == j or not (0 <= i < len(positions) and 0 <= j < len(positions)):
         raise ValueError(f"atoms {i} and {j}: need two different atoms of the {len(positions)} in the frame")
@@ -42,8 +46,11 @@ def pair_profile(losses, positions, box: float, symbols, i: int, j: int, distanc
     evaluate = ForceEvaluator(losses, symbols, box)
     energies = np.empty(len(distances))
     for n, r in enumerate(distances):
-        moved = positions.copy()
-        moved[j] = positions[i] + r * axis
+        if molecule:
+            moved = push_together(positions, box, symbols, i, j, r)
+        else:
+            moved = positions.copy()
+            moved[j] = positions[i] + r * axis
         energies[n] = evaluate(moved)[0].sum()
     return energies - energies[np.argmax(distances)]
 
@@ -56,14 +63,17 @@ def main(argv=None) -> None:
     parser.add_argument("j", type=int, help="the atom that moves")
     parser.add_argument("--distances", default=",".join(f"{r:g}" for r in DISTANCES),
                         help="comma-separated distances, angstrom (default: %(default)s)")
+    parser.add_argument("--molecule", action="store_true",
+                        help="move J's whole molecule rigidly (as a contact probe), not J alone")
     args = parser.parse_args(argv)
     path, frame = path_and_frame(args.frame)
     start = read_start(path, frame)
     distances = [float(r) for r in args.distances.split(",")]
     energies = pair_profile(load_losses(args.loss), start.positions, start.box, start.symbols, args.i, args.j,
-                            distances)
+                            distances, args.molecule)
     pair = f"{start.symbols[args.i]}{args.i}-{start.symbols[args.j]}{args.j}"
-    print(f"E = sum of the agents' losses as {pair} is moved along its axis ({start.description}), "
+    moved = "with its molecule " if args.molecule else ""
+    print(f"E = sum of the agents' losses as {pair} is moved {moved}along its axis ({start.description}), "
           f"relative to r = {max(distances):g} A:")
     for r, e in zip(distances, energies):
         print(f"  r = {r:5.2f} A   E = {e:+10.3f} eV")

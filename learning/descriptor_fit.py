@@ -443,7 +443,7 @@ def fit(equations: DescriptorEquations, order: str = "quadratic", ridges=RIDGES,
 
 
 def accumulate(trajectory, descriptors: DescriptorSet, form: str = "shared", order: str = "quadratic",
-               wall: bool | None = None, splits=None, energies: bool = True,
+               wall: bool | None = None, splits=None, energies: bool = True, extra=None,
                progress: bool = False) -> DescriptorEquations:
     """The normal equations of a trajectory on every split (one pass over the data).
 
@@ -455,6 +455,9 @@ def accumulate(trajectory, descriptors: DescriptorSet, form: str = "shared", ord
         wall: the repulsive prior (None: on for quadratic losses, sized from the training frames).
         splits: frame splits (default :func:`learning.splits.split_frames`).
         energies: add the frames' potential energies as energy rows (shared form, where all are finite).
+        extra: labelled frames added to the training rows (and, alone, to the split ``"extra"`` for their
+            own RMSE), e.g. :mod:`learning.contact_probes`; they must come from the same electronic structure
+            as ``trajectory`` (their energies share its constant) and are not used to size the wall.
     """
     from tqdm import tqdm
 
@@ -473,7 +476,26 @@ def accumulate(trajectory, descriptors: DescriptorSet, form: str = "shared", ord
         for f in tqdm(frames, desc=f"{form} equations, {name}", disable=not progress, leave=False):
             equations.add(name, trajectory.positions[f], trajectory.box, trajectory.symbols, forces[f],
                           potential[f] if with_energy else None)
+    if extra is not None:
+        _add_extra(equations, extra, with_energy, progress)
     return equations
+
+
+def _add_extra(equations: DescriptorEquations, extra, with_energy: bool, progress: bool) -> None:
+    """Every frame of the labelled ``extra`` into the splits ``train`` and ``extra``."""
+    from tqdm import tqdm
+
+    if list(dict.fromkeys(extra.symbols)) != list(equations.species) or not len(extra):
+        raise ValueError(f"extra data {extra.source}: expected frames of species {list(equations.species)}, got "
+                         f"{len(extra)} frames of {list(dict.fromkeys(extra.symbols))}")
+    equations.descriptors.check_box(extra.box)
+    forces = trajectory_forces(extra)
+    potential = np.asarray(extra.potential_energy, dtype=float)
+    with_energy = with_energy and bool(np.all(np.isfinite(potential)))
+    for f in tqdm(range(len(extra)), desc="extra frames", disable=not progress, leave=False):
+        for name in ("train", "extra"):
+            equations.add(name, extra.positions[f], extra.box, extra.symbols, forces[f],
+                          potential[f] if with_energy else None)
 
 
 def with_provenance(trajectory, splits, result: DescriptorFit, **extra) -> DescriptorLoss:
@@ -488,13 +510,15 @@ def with_provenance(trajectory, splits, result: DescriptorFit, **extra) -> Descr
 
 def fit_descriptor_loss(trajectory, descriptors: DescriptorSet, form: str = "shared", order: str = "quadratic",
                         ridges=RIDGES, wall: bool | None = None, splits=None, energy_weight: float = 0.0,
-                        progress: bool = False) -> DescriptorLoss:
+                        extra=None, progress: bool = False) -> DescriptorLoss:
     """A descriptor loss learned from a trajectory: equations accumulated on every split
-    (:func:`accumulate`, arguments as there), the ridge chosen on validation (:func:`fit`), energy rows
-    of weight ``energy_weight`` (shared form), the provenance recording data, splits, domain and metrics.
+    (:func:`accumulate`, arguments as there, ``extra`` frames added to the training rows), the ridge
+    chosen on validation (:func:`fit`), energy rows of weight ``energy_weight`` (shared form), the
+    provenance recording data, splits, domain, metrics and the extra data.
     """
     if energy_weight and form != "shared":
         raise ValueError(f"--energy-weight {energy_weight} needs --form shared: the own form has no energy")
     splits = split_frames(len(trajectory)) if splits is None else splits
-    equations = accumulate(trajectory, descriptors, form, order, wall, splits, progress=progress)
-    return with_provenance(trajectory, splits, fit(equations, order, ridges, energy_weight=energy_weight))
+    equations = accumulate(trajectory, descriptors, form, order, wall, splits, extra=extra, progress=progress)
+    details = {} if extra is None else {"extra_data": {"data": extra.source, "frames": len(extra)}}
+    return with_provenance(trajectory, splits, fit(equations, order, ridges, energy_weight=energy_weight), **details)

@@ -48,7 +48,7 @@ def descriptor_set(invariants: str, species, cutoff: float) -> DescriptorSet:
 
 def learn(trajectory, form: str = "own", invariants: str = "auto", order: str = "quadratic",
           cutoff: float | None = None, ridge: float | None = None, energy_weight: float = 0.0,
-          progress: bool = False):
+          extra=None, progress: bool = False):
     """The loss asked for (see the module docstring), learned from ``trajectory``.
 
     Args:
@@ -59,6 +59,8 @@ def learn(trajectory, form: str = "own", invariants: str = "auto", order: str = 
             to the mean diagonal, default chosen on validation from :data:`learning.descriptor_fit.RIDGES`).
         energy_weight: weight W of the potential-energy rows (shared form only; 0: forces only; see
             :mod:`learning.descriptor_fit`).
+        extra: labelled frames (a trajectory, e.g. :mod:`learning.contact_probes`) added to the training
+            rows of a descriptor loss.
     """
     if form not in FORMS:
         raise ValueError(f"--form must be one of {FORMS}, got {form!r}")
@@ -67,10 +69,13 @@ def learn(trajectory, form: str = "own", invariants: str = "auto", order: str = 
                          "E = sum_i H_i is a potential energy")
     paper_kind = form == "own" and cutoff is None and invariants != "many-body" and ":" not in invariants
     if paper_kind:
+        if extra is not None:
+            raise ValueError("--extra data needs a descriptor loss (--form shared, --cutoff or --invariants many-body); "
+                             "the paper's losses are fitted on the run's training split alone")
         chosen = "auto" if invariants == "auto" else (
             [f.name for f in paper_weight_functions()] if invariants == "paper" else invariants)
         return fit_losses(trajectory, chosen, order, DEFAULT_RIDGE if ridge is None else ridge, progress=progress)
     species = tuple(dict.fromkeys(trajectory.symbols))
     descriptors = descriptor_set(invariants, species, DEFAULT_CUTOFF if cutoff is None else cutoff)
     return fit_descriptor_loss(trajectory, descriptors, form, order, RIDGES if ridge is None else (ridge,),
-                               energy_weight=energy_weight, progress=progress)
+                               energy_weight=energy_weight, extra=extra, progress=progress)

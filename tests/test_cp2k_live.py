@@ -1,8 +1,10 @@
-"""Runs the real CP2K: a tiny GFN1-xTB MD of two waters, continued from its restart file.
+"""Runs the real CP2K: a tiny GFN1-xTB MD of two waters, continued from its restart file; contact probes of
+four waters labelled by GFN1-xTB single points (files, resuming, and the physics of pushing two molecules together).
 
 Skipped only where no CP2K executable exists (CI installs it: ``apt-get install cp2k``).
 """
 
+import json
 import os
 import subprocess
 import time
@@ -10,8 +12,10 @@ import time
 import numpy as np
 import pytest
 
+from agents.geometry import minimum_image
 from agents.units import EV_PER_AMU_A2_FS2, KB_EV_PER_K
 from experiments.cli import main
+from learning.contact_probes import contact_probes, label_probes, read_probes
 from learning.cp2k.reader import read_trajectory
 from learning.cp2k.inputs import MDSettings, water_input, write_input
 from learning.cp2k.run import CP2KError, find_executable, run_cp2k
@@ -117,3 +121,47 @@ def test_cli_runs_and_reports_aborts(tmp_path, capsys):
     main([*xtb, "--set", "MOTION/MD/ENSEMBLE=NOPE", "--out", str(bad)])
     assert main(["cp2k", "run", str(bad), "--threads", "1"]) == 2
     assert "mld: error: CP2K stopped" in capsys.readouterr().err
+
+
+XTB = MDSettings(preset="xtb", project="w4", steps=2, seed=3)
+
+
+@pytest.fixture(scope="module")
+def labelled(tmp_path_factory):
+    """A 2-step xTB run of four waters, its closest O-O pair pushed to 2.2 and 1.7 angstrom and labelled."""
+    folder = tmp_path_factory.mktemp("probes")
+    write_input(water_input(4, XTB), folder / "run" / "w4.inp")
+    run = run_cp2k(folder / "run", threads=1, progress=False)
+    probes = contact_probes(run, [-1], distances=(2.2, 1.7))
+    out = folder / "probes"
+    trajectory = label_probes(probes, run, out, MDSettings(preset="xtb"), threads=1,
+                              source=str(folder / "run"), progress=False)
+    return run, probes, trajectory, out
+
+
+def test_probes_are_labelled_written_and_read_back(labelled):
+    run, probes, trajectory, out = labelled
+    assert len(trajectory) == 2 and trajectory.forces.shape == (2, 12, 3)
+    for probe, positions in zip(probes, trajectory.positions):
+        np.testing.assert_allclose(positions, probe.positions, atol=1e-6)
+    again, table, source = read_probes(out)
+    np.testing.assert_array_equal(again.forces, trajectory.forces)
+    np.testing.assert_array_equal(source.positions, run.positions)
+    assert list(table["distance_A"]) == [2.2, 1.7]
+    assert json.loads((out / "probes.json").read_text())["preset"] == "xtb"
+
+
+def test_pushing_two_waters_together_costs_energy_and_they_repel(labelled):
+    _, probes, trajectory, _ = labelled
+    assert trajectory.potential_energy[1] > trajectory.potential_energy[0] + 0.2
+    probe = probes[1]
+    axis = minimum_image(probe.positions[probe.j] - probe.positions[probe.i], trajectory.box)
+    assert np.dot(trajectory.forces[1][probe.j] - trajectory.forces[1][probe.i], axis) > 0
+
+
+def test_labelled_probes_are_read_not_rerun(labelled):
+    run, probes, trajectory, out = labelled
+    stamps = [(out / p.name / "probe-frc-1.xyz").stat().st_mtime_ns for p in probes]
+    again = label_probes(probes, run, out, MDSettings(preset="xtb"), threads=1, source=run.source, progress=False)
+    assert [(out / p.name / "probe-frc-1.xyz").stat().st_mtime_ns for p in probes] == stamps
+    np.testing.assert_array_equal(again.forces, trajectory.forces)

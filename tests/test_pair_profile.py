@@ -36,3 +36,34 @@ def test_the_command_prints_the_profile_of_a_frame(tmp_path, capsys):
     main([str(tmp_path / "loss.json"), str(frame), "0", "1", "--distances", "1,2"])
     out = capsys.readouterr().out
     assert "H0-H1" in out and f"{2 * -2.0 * (np.exp(-1) - np.exp(-2)):+10.3f} eV" in out
+
+
+def test_molecule_moves_rigidly_with_its_atom():
+    """``molecule=True``: J's hydrogens ride along, so a pair loss on O-O and O-H sees every O-H distance change;
+    E = 2 sum over pairs V (4.5 as a pair potential), summed here by numpy for the translated molecule."""
+    c = np.array([[[1.5], [0.7]], [[0.7], [0.0]]])
+    losses = pair_potential_losses(("O", "H"), ["exp(a=1)"], c)
+    symbols = ["O", "H", "H", "O", "H", "H"]
+    positions = np.array([[1.0, 1.0, 1.0], [1.9, 1.3, 1.0], [0.7, 1.9, 1.1],
+                          [3.6, 1.2, 1.4], [4.1, 2.0, 1.3], [4.2, 0.5, 1.6]])
+    box, distances = 12.0, np.array([1.6, 2.0, 2.6])
+    axis = positions[3] - positions[0]
+    axis /= np.linalg.norm(axis)
+
+    def energy(q):
+        total = 0.0
+        for a in range(6):
+            for b in range(a + 1, 6):
+                r = np.linalg.norm(q[b] - q[a])
+                total += c[int(symbols[a] == "H"), int(symbols[b] == "H"), 0] * np.exp(-r)
+        return 2 * total
+
+    expected = []
+    for r in distances:
+        q = positions.copy()
+        q[3:] += positions[0] + r * axis - positions[3]
+        expected.append(energy(q))
+    energies = pair_profile(losses, positions, box, symbols, 0, 3, distances, molecule=True)
+    np.testing.assert_allclose(energies, np.array(expected) - expected[-1], rtol=1e-10, atol=1e-12)
+    alone = pair_profile(losses, positions, box, symbols, 0, 3, distances)
+    assert not np.allclose(alone, energies)

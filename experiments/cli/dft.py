@@ -1,12 +1,16 @@
-"""``mld cp2k input`` (write a CP2K MD input) and ``mld cp2k run`` (run it, continue it): DFT training data."""
+"""``mld cp2k input`` (write a CP2K MD input), ``mld cp2k run`` (run it, continue it) and ``mld cp2k probes``
+(single points of molecules pushed together): DFT training data."""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import numpy as np
 
+from agents.descriptors import species_symbols
 from experiments.cli.options import path_and_frame
+from learning.contact_probes import DISTANCES, contact_probes, label_probes
 from learning.cp2k.reader import read_trajectory
 from learning.cp2k.inputs import PRESETS, MDSettings, frame_input, water_input, write_input
 from learning.cp2k.run import CP2KError, run_cp2k
@@ -51,6 +55,26 @@ def register(subparsers, common) -> None:
     run.add_argument("--threads", type=int, default=2, help="OMP_NUM_THREADS (default 2)")
     run.set_defaults(func=run_command)
 
+    probes = commands.add_parser(
+        "probes", help="contact probes: frames of a CP2K run with two molecules pushed together, labelled by CP2K "
+                       "single points (extra training data for `mld fit --extra`)")
+    probes.add_argument("--from", dest="source", metavar="PATH", help="the CP2K run (folder or .inp; default: the "
+                        "embedded h2o-32 run)")
+    probes.add_argument("--frames", required=True, metavar="F,F,...", help="frame indices of the run to start from")
+    probes.add_argument("--distances", default=",".join(f"{d:g}" for d in DISTANCES), metavar="R,R,...",
+                        help="pair distances to push to, angstrom (default %(default)s)")
+    probes.add_argument("--pair", default="OO", help="species of the pushed pair, e.g. OO or OH (default OO)")
+    probes.add_argument("--per-frame", type=int, default=1, help="closest pairs probed per frame (default 1)")
+    probes.add_argument("--preset", choices=list(PRESETS), default="dzvp",
+                        help="electronic structure, as the run's (default dzvp: the embedded run's)")
+    probes.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION/KEY=VALUE",
+                        help="set any CP2K keyword of the single points (repeatable)")
+    probes.add_argument("--exe", help="CP2K executable (default: cp2k.psmp or cp2k on PATH)")
+    probes.add_argument("--threads", type=int, default=2, help="OMP_NUM_THREADS (default 2)")
+    probes.add_argument("--out", required=True, help="folder of the runs, probes.extxyz and probes.csv; probes "
+                        "already labelled there are read, not rerun")
+    probes.set_defaults(func=probes_command)
+
 
 def write_command(args: argparse.Namespace) -> int:
     settings = MDSettings(
@@ -79,4 +103,31 @@ def run_command(args: argparse.Namespace) -> int:
         f"{trajectory.source}: {len(steps)} frames, steps {steps[0]}-{steps[-1]}, {trajectory.n_atoms} atoms, "
         f"{np.nanmean(trajectory.used_time[1:]):.3g} s per step"
     )
+    return 0
+
+
+def _numbers(text: str, kind, option: str) -> list:
+    try:
+        values = [kind(word) for word in text.split(",") if word.strip()]
+    except ValueError:
+        raise ValueError(f"{option}: expected comma-separated numbers, got {text!r}") from None
+    if not values:
+        raise ValueError(f"{option}: expected comma-separated numbers, got {text!r}")
+    return values
+
+
+def probes_command(args: argparse.Namespace) -> int:
+    trajectory = read_trajectory(args.source)
+    pair = species_symbols(args.pair)
+    if len(pair) != 2:
+        raise ValueError(f"--pair: expected two species such as OO or OH, got {args.pair!r}")
+    probes = contact_probes(trajectory, _numbers(args.frames, int, "--frames"),
+                            _numbers(args.distances, float, "--distances"), tuple(pair), args.per_frame)
+    try:
+        labelled = label_probes(probes, trajectory, args.out, MDSettings(preset=args.preset), args.overrides,
+                                threads=args.threads, exe=args.exe,
+                                source=None if args.source is None else str(Path(args.source).resolve()))
+    except CP2KError as err:
+        raise ValueError(str(err)) from err
+    print(f"{args.out}: {len(labelled)} probes labelled by CP2K (probes.extxyz, probes.csv)")
     return 0

@@ -1,4 +1,4 @@
-"""``mld fit``, ``mld select``, ``mld evaluate`` and ``mld convert``: learning the agent losses from labelled
+"""``mld fit``, ``mld select``, ``mld evaluate``, ``mld contacts`` and ``mld convert``: learning the agent losses from labelled
 data (a CP2K run, the native path, or any trajectory with forces that ASE reads)."""
 
 from __future__ import annotations
@@ -9,9 +9,11 @@ from pathlib import Path
 
 from agents.loss_file import load_losses
 from experiments.cli.options import non_negative_float, positive_float, writable_directory
+from experiments.contact_check import contact_check
 from experiments.descriptor_selection import DescriptorSelectionExperiment
 from experiments.feature_selection import FeatureSelectionExperiment
 from experiments.outputs import plain
+from learning.contact_probes import EMBEDDED_HELD_OUT
 from learning.labelled import read_labelled, write_labelled
 from learning.fitting import DEFAULT_CUTOFF, INVARIANTS, learn
 from learning.regression import ORDERS
@@ -34,8 +36,9 @@ def _fit(args) -> int:
     if not out.parent.exists():
         raise ValueError(f"--out {out}: the directory {out.parent} does not exist")
     trajectory = read_labelled(args.data, args.dt)
+    extra = None if args.extra is None else read_labelled(args.extra)
     losses = learn(trajectory, args.form, args.invariants, args.order, args.cutoff, args.ridge,
-                   args.energy_weight, progress=not args.no_progress)
+                   args.energy_weight, extra, progress=not args.no_progress)
     losses.save(out)
     printed = {"out": str(out), "metrics": losses.provenance["metrics"]}
     if "energy_rmse" in losses.provenance:
@@ -109,6 +112,22 @@ def _evaluate(args) -> int:
     return 0
 
 
+def _contacts(args) -> int:
+    losses = {}
+    for text in args.loss:
+        name, eq, path = text.rpartition("=")
+        if not eq or not name:
+            name, path = Path(text).stem, text
+        if name in losses:
+            raise ValueError(f"--loss {text}: the name {name!r} is given twice (use NAME=PATH)")
+        losses[name] = load_losses(path)
+    out = writable_directory(args.out)
+    results = contact_check(losses, args.probes or EMBEDDED_HELD_OUT)
+    results.save(out)
+    print(json.dumps(plain(results.summary), indent=1))
+    return 0
+
+
 def _convert(args) -> int:
     if args.every < 1:
         raise ValueError(f"--every must be a positive integer, got {args.every}")
@@ -153,6 +172,8 @@ def register(subparsers, common) -> None:
                    help=f"ridge penalty (default: {DEFAULT_RIDGE} for the paper's losses on the column-scaled "
                         "problem; for descriptor losses chosen on the validation split)")
     _energy_option(p)
+    p.add_argument("--extra", metavar="PATH", help="labelled frames added to the training rows, e.g. the "
+                   "probes.extxyz of `mld cp2k probes` (same electronic structure as --data; descriptor losses)")
     p.add_argument("--out", required=True, help="the loss JSON to write")
     p.set_defaults(func=_fit)
 
@@ -185,6 +206,15 @@ def register(subparsers, common) -> None:
     p.add_argument("--loss", required=True)
     _data_options(p)
     p.set_defaults(func=_evaluate)
+
+    p = subparsers.add_parser("contacts", help="learned losses against CP2K contact probes (two molecules pushed "
+                              "together): energies relative to the unmoved frame, force RMSE, a figure")
+    p.add_argument("--loss", action="append", required=True, metavar="[NAME=]PATH",
+                   help="a loss JSON, optionally named (repeatable)")
+    p.add_argument("--probes", metavar="DIR", help="a folder of `mld cp2k probes` (default: the embedded held-out probes, "
+                   "learning/data/h2o-32/probes-held-out)")
+    p.add_argument("--out", default="mld-contacts", help="output directory: contacts.csv, contacts.png, summary.json")
+    p.set_defaults(func=_contacts)
 
     p = subparsers.add_parser("convert", help="write labelled data as extended XYZ with forces (full precision), "
                               "or any format ASE writes (by the suffix of --out)")

@@ -1,0 +1,217 @@
+"""Contact probes: DFT labels where the training run never goes, two molecules pushed together.
+
+A loss fitted to a liquid trajectory knows nothing below the closest contacts the trajectory visits,
+and a quadratic loss (4.5) can fall without bound there (README, "Beyond the paper": the shared
+many-body loss's O-O well).  A contact probe is a frame of the training run in which one molecule is
+translated rigidly along the axis of an intermolecular a-b pair (atoms ``i``, ``j``) until the pair is
+``distance`` apart; every other atom stays.  CP2K labels the probes (forces, energy) with the
+training run's electronic structure, and the fit (``mld fit --extra``) adds them to the training rows.
+
+Molecules are found geometrically: every hydrogen belongs to the nearest other atom (for water, its
+oxygen).  Units: angstrom, eV, eV/angstrom.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from agents.geometry import displacement, minimum_image
+from learning.cp2k.inputs import MDSettings, md_input, write_input
+from learning.cp2k.reader import Trajectory, read_trajectory
+from learning.cp2k.run import run_cp2k
+from learning.labelled import read_labelled, write_labelled
+
+#: The probes shipped with the project, single points of the embedded h2o-32 run (README, "Contact probes"):
+#: 16 for training (the closest O-O pair of frames 150-450 pushed to 2.25-1.6 angstrom) ...
+EMBEDDED = Path(__file__).parent / "data" / "h2o-32" / "probes"
+#: ... and 16 held out (two pairs each of frames 200 and 400, pushed to 2.1-1.5 angstrom).
+EMBEDDED_HELD_OUT = Path(__file__).parent / "data" / "h2o-32" / "probes-held-out"
+#: The project name of every probe's CP2K run; its wavefunction file seeds the next probe's SCF.
+PROJECT = "probe"
+#: Default probe distances (angstrom): from just below the closest O-O contact of liquid water
+#: (about 2.4) to where the learned losses' well is deepest in the 100 ps runs (1.6).
+DISTANCES = (2.25, 2.0, 1.8, 1.6)
+
+
+def molecule_of(positions, box: float, symbols) -> np.ndarray:
+    """(N,) the molecule of every atom: the index of its heavy atom (every H joins the nearest non-H atom)."""
+    positions = np.asarray(positions, dtype=float)
+    symbols = np.asarray(symbols)
+    heavy = np.flatnonzero(symbols != "H")
+    if len(heavy) == 0:
+        raise ValueError("molecules need at least one atom that is not H")
+    owner = np.arange(len(symbols))
+    for h in np.flatnonzero(symbols == "H"):
+        d = np.linalg.norm(minimum_image(positions[heavy] - positions[h], box), axis=1)
+        owner[h] = heavy[np.argmin(d)]
+    return owner
+
+
+def closest_pairs(positions, box: float, symbols, pair=("O", "O"), count: int = 1) -> list[tuple[int, int, float]]:
+    """The ``count`` closest intermolecular pairs (i, j, r) of species ``pair``, closest first, each
+    molecule pair once (i < j for a like pair)."""
+    positions = np.asarray(positions, dtype=float)
+    symbols = np.asarray(symbols)
+    owner = molecule_of(positions, box, symbols)
+    a, b = (np.flatnonzero(symbols == s) for s in pair)
+    if len(a) == 0 or len(b) == 0:
+        raise ValueError(f"pair {''.join(pair)}: the frame has no {pair[0] if len(a) == 0 else pair[1]} atom")
+    r = np.linalg.norm(minimum_image(positions[b][None] - positions[a][:, None], box), axis=2)
+    r[owner[a][:, None] == owner[b][None]] = np.inf
+    if pair[0] == pair[1]:
+        r[a[:, None] >= b[None]] = np.inf  # each like pair once, as (lower index, higher index)
+    found, seen = [], set()
+    for flat in np.argsort(r, axis=None):
+        i, j = a[flat // len(b)], b[flat % len(b)]
+        key = frozenset((owner[i], owner[j]))
+        if not np.isfinite(r.flat[flat]) or len(found) == count:
+            break
+        if key not in seen:
+            seen.add(key)
+            found.append((int(i), int(j), float(r.flat[flat])))
+    return found
+
+
+def push_together(positions, box: float, symbols, i: int, j: int, distance: float) -> np.ndarray:
+    """The frame with atom ``j``'s molecule translated rigidly along the i -> j axis (minimum image)
+    so that r_ij = ``distance``; every other atom unchanged."""
+    positions = np.asarray(positions, dtype=float)
+    if not distance > 0:
+        raise ValueError(f"probe distance must be positive (angstrom), got {distance}")
+    owner = molecule_of(positions, box, symbols)
+    if owner[i] == owner[j]:
+        raise ValueError(f"atoms {i} and {j} are in the same molecule; a probe pushes two molecules together")
+    axis = displacement(positions[i], positions[j], box)
+    r = np.linalg.norm(axis)
+    moved = positions.copy()
+    moved[owner == owner[j]] += (distance - r) * axis / r
+    return moved
+
+
+@dataclass(frozen=True)
+class ContactProbe:
+    """One probe: frame ``frame`` of the source run with atoms ``i``, ``j`` (r0 apart there) pushed to
+    ``distance``; ``positions`` (N, 3) angstrom."""
+
+    frame: int
+    i: int
+    j: int
+    r0: float
+    distance: float
+    positions: np.ndarray
+
+    @property
+    def name(self) -> str:
+        return f"frame{self.frame}-{self.i}-{self.j}-{self.distance:.3f}"
+
+
+def contact_probes(trajectory: Trajectory, frames, distances=DISTANCES, pair=("O", "O"),
+                   per_frame: int = 1) -> list[ContactProbe]:
+    """Probes of the ``per_frame`` closest ``pair`` contacts of each of ``frames``, at every distance."""
+    probes = []
+    for frame in frames:
+        if not -len(trajectory) <= frame < len(trajectory):
+            raise ValueError(f"probe frame {frame} is outside {trajectory.source}'s {len(trajectory)} frames")
+        positions = trajectory.positions[frame]
+        for i, j, r0 in closest_pairs(positions, trajectory.box, trajectory.symbols, pair, per_frame):
+            for d in distances:
+                moved = push_together(positions, trajectory.box, trajectory.symbols, i, j, d)
+                probes.append(ContactProbe(int(frame) % len(trajectory), i, j, r0, float(d), moved))
+    return probes
+
+
+def label_probes(probes, run: Trajectory, out, settings: MDSettings | None = None, overrides=(),
+                 threads: int = 2, exe: str | None = None, source: str | None = None,
+                 progress: bool = True) -> Trajectory:
+    """Forces and energies of every probe from CP2K, one single point (an MD run of 0 steps) each.
+
+    Each probe runs in ``out/<probe name>/``; a probe whose folder already holds its frame is read,
+    not rerun, so an interrupted labelling continues where it stopped (a folder holding anything else,
+    such as a single point cut off mid-SCF, is cleared and run again).  Each run starts its SCF from
+    the previous probe's wavefunction.  ``settings`` must be the training run's electronic structure
+    (default: the ``dzvp`` preset of the embedded h2o-32 run).  ``run`` is the trajectory the probes
+    come from, ``source`` its path as :func:`read_probes` will find it again (None: the embedded run).
+
+    Returns:
+        the probes as one labelled :class:`Trajectory` (frame f = probe f; steps are probe indices,
+        times NaN), also written to ``out/probes.extxyz``, with the table of the probes
+        (``out/probes.csv``) and the source run and settings (``out/probes.json``).
+    """
+    symbols, box = run.symbols, run.box
+    settings = replace(settings or MDSettings(preset="dzvp"), project=PROJECT, steps=0, ensemble="NVE")
+    out = Path(out)
+    labelled, previous = [], None
+    for probe in tqdm(probes, desc="CP2K probes", disable=not progress):
+        run_dir = out / probe.name
+        if not _finished(run_dir, probe.positions):
+            if run_dir.exists():
+                shutil.rmtree(run_dir)
+            write_input(md_input(symbols, probe.positions, box, np.zeros_like(probe.positions), settings, overrides),
+                        run_dir / f"{PROJECT}.inp")
+            if previous is not None and (previous / f"{PROJECT}-RESTART.wfn").exists():
+                shutil.copy(previous / f"{PROJECT}-RESTART.wfn", run_dir)
+            run_cp2k(run_dir, threads=threads, exe=exe, progress=False)
+        labelled.append(read_trajectory(run_dir))
+        previous = run_dir
+    trajectory = _stack(labelled, str(out))
+    write_labelled(trajectory, out / "probes.extxyz")
+    _write_table(probes, trajectory, out / "probes.csv")
+    (out / "probes.json").write_text(json.dumps(
+        {"source": source, "preset": settings.preset, "overrides": list(overrides), "count": len(probes)}, indent=1))
+    return trajectory
+
+
+def read_probes(folder) -> tuple[Trajectory, pd.DataFrame, Trajectory]:
+    """The labelled probes (``probes.extxyz``, or ``.extxyz.xz``), their table and their source run, from
+    a folder that :func:`label_probes` wrote (or the embedded :data:`EMBEDDED`)."""
+    folder = Path(folder)
+    found = [folder / name for name in ("probes.extxyz", "probes.extxyz.xz") if (folder / name).exists()]
+    for needed in ("probes.csv", "probes.json"):
+        if not (folder / needed).exists():
+            raise ValueError(f"{folder}: no {needed}; write the probes with `mld cp2k probes --out {folder}`")
+    if not found:
+        raise ValueError(f"{folder}: no probes.extxyz (or .xz)")
+    table = pd.read_csv(folder / "probes.csv")
+    source = json.loads((folder / "probes.json").read_text())["source"]
+    probes = read_labelled(found[0])
+    if len(probes) != len(table):
+        raise ValueError(f"{found[0]}: {len(probes)} frames, but {folder / 'probes.csv'} lists {len(table)} probes")
+    return probes, table, read_trajectory(source)
+
+
+def _finished(run_dir: Path, positions) -> bool:
+    """Whether ``run_dir`` holds the single point of ``positions`` (CP2K prints 10 decimals)."""
+    try:
+        done = read_trajectory(run_dir)
+    except (ValueError, OSError):
+        return False
+    return len(done) == 1 and bool(np.allclose(done.positions[0], positions, rtol=0, atol=1e-6))
+
+
+def _stack(runs: list[Trajectory], source: str) -> Trajectory:
+    """One trajectory of the single frames of ``runs`` (frame f = run f)."""
+    if not runs:
+        raise ValueError("no probes to label")
+    per_frame = {name: np.concatenate([getattr(run, name) for run in runs])
+                 for name in ("positions", "velocities", "forces", "accelerations", "kinetic_energy",
+                              "potential_energy", "conserved", "temperature", "used_time")}
+    return replace(runs[0], steps=np.arange(len(runs)), times=np.full(len(runs), np.nan), dt=np.nan,
+                   source=source, **per_frame)
+
+
+def _write_table(probes, trajectory: Trajectory, path: Path) -> None:
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["probe", "frame", "i", "j", "r0_A", "distance_A", "energy_eV", "max_force_eV_per_A"])
+        for n, probe in enumerate(probes):
+            writer.writerow([n, probe.frame, probe.i, probe.j, f"{probe.r0:.6f}", f"{probe.distance:.6f}",
+                             repr(float(trajectory.potential_energy[n])),
+                             f"{np.abs(trajectory.forces[n]).max():.6f}"])
