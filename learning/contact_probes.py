@@ -1,4 +1,5 @@
-"""Contact probes: DFT labels where the training run never goes, two molecules pushed together.
+"""Contact probes: DFT labels where the training run never goes, two molecules pushed together; and
+CP2K single points of any configurations (:func:`label_frames`), e.g. the frames before a run failed.
 
 A loss fitted to a liquid trajectory knows nothing below the closest contacts the trajectory visits,
 and a quadratic loss (4.5) can fall without bound there (README, "Beyond the paper": the shared
@@ -27,7 +28,7 @@ from agents.geometry import displacement, minimum_image
 from learning.cp2k.inputs import MDSettings, md_input, write_input
 from learning.cp2k.reader import Trajectory, read_trajectory
 from learning.cp2k.run import run_cp2k
-from learning.labelled import read_labelled, write_labelled
+from learning.labelled import concatenate, read_labelled, write_labelled
 
 #: The probes shipped with the project, single points of the embedded h2o-32 run (README, "Contact probes"):
 #: 16 for training (the closest O-O pair of frames 150-450 pushed to 2.25-1.6 angstrom) ...
@@ -128,40 +129,57 @@ def contact_probes(trajectory: Trajectory, frames, distances=DISTANCES, pair=("O
     return probes
 
 
-def label_probes(probes, run: Trajectory, out, settings: MDSettings | None = None, overrides=(),
-                 threads: int = 2, exe: str | None = None, source: str | None = None,
-                 progress: bool = True) -> Trajectory:
-    """Forces and energies of every probe from CP2K, one single point (an MD run of 0 steps) each.
+def label_frames(frames, symbols, box: float, out, settings: MDSettings | None = None, overrides=(),
+                 threads: int = 2, exe: str | None = None, progress: bool = True) -> Trajectory:
+    """Forces and energies of any configurations from CP2K, one single point (an MD run of 0 steps) each.
 
-    Each probe runs in ``out/<probe name>/``; a probe whose folder already holds its frame is read,
-    not rerun, so an interrupted labelling continues where it stopped (a folder holding anything else,
-    such as a single point cut off mid-SCF, is cleared and run again).  Each run starts its SCF from
-    the previous probe's wavefunction.  ``settings`` must be the training run's electronic structure
-    (default: the ``dzvp`` preset of the embedded h2o-32 run).  ``run`` is the trajectory the probes
-    come from, ``source`` its path as :func:`read_probes` will find it again (None: the embedded run).
+    Args:
+        frames: ``(name, positions (N, 3) angstrom)`` pairs; configuration ``name`` runs in ``out/<name>/``.
+        symbols, box: the atoms and the cubic box side (angstrom) of every configuration.
+        settings: the electronic structure, which must be the training run's (default: the ``dzvp`` preset
+            of the embedded h2o-32 run); steps, project and ensemble are set here.
+
+    A configuration whose folder already holds its frame is read, not rerun, so an interrupted
+    labelling continues where it stopped (a folder holding anything else, such as a single point cut
+    off mid-SCF, is cleared and run again).  Each run starts its SCF from the previous one's wavefunction.
 
     Returns:
-        the probes as one labelled :class:`Trajectory` (frame f = probe f; steps are probe indices,
-        times NaN), also written to ``out/probes.extxyz``, with the table of the probes
-        (``out/probes.csv``) and the source run and settings (``out/probes.json``).
+        the configurations as one labelled :class:`Trajectory` (frame f = configuration f; steps are
+        indices, times NaN).
     """
-    symbols, box = run.symbols, run.box
     settings = replace(settings or MDSettings(preset="dzvp"), project=PROJECT, steps=0, ensemble="NVE")
     out = Path(out)
     labelled, previous = [], None
-    for probe in tqdm(probes, desc="CP2K probes", disable=not progress):
-        run_dir = out / probe.name
-        if not _finished(run_dir, probe.positions):
+    for name, positions in tqdm(list(frames), desc="CP2K single points", disable=not progress):
+        run_dir = out / name
+        if not _finished(run_dir, positions):
             if run_dir.exists():
                 shutil.rmtree(run_dir)
-            write_input(md_input(symbols, probe.positions, box, np.zeros_like(probe.positions), settings, overrides),
+            write_input(md_input(symbols, positions, box, np.zeros_like(positions), settings, overrides),
                         run_dir / f"{PROJECT}.inp")
             if previous is not None and (previous / f"{PROJECT}-RESTART.wfn").exists():
                 shutil.copy(previous / f"{PROJECT}-RESTART.wfn", run_dir)
             run_cp2k(run_dir, threads=threads, exe=exe, progress=False)
         labelled.append(read_trajectory(run_dir))
         previous = run_dir
-    trajectory = _stack(labelled, str(out))
+    return concatenate(labelled, str(out))
+
+
+def label_probes(probes, run: Trajectory, out, settings: MDSettings | None = None, overrides=(),
+                 threads: int = 2, exe: str | None = None, source: str | None = None,
+                 progress: bool = True) -> Trajectory:
+    """:func:`label_frames` of contact probes of ``run``, each in ``out/<probe name>/``.
+
+    ``source`` is the path of ``run`` as :func:`read_probes` will find it again (None: the embedded run).
+
+    Returns:
+        the labelled probes (frame f = probe f), also written to ``out/probes.extxyz``, with the table of
+        the probes (``out/probes.csv``) and the source run and settings (``out/probes.json``).
+    """
+    settings = settings or MDSettings(preset="dzvp")
+    trajectory = label_frames([(p.name, p.positions) for p in probes], run.symbols, run.box, out, settings,
+                              overrides, threads, exe, progress)
+    out = Path(out)
     write_labelled(trajectory, out / "probes.extxyz")
     _write_table(probes, trajectory, out / "probes.csv")
     (out / "probes.json").write_text(json.dumps(
@@ -194,17 +212,6 @@ def _finished(run_dir: Path, positions) -> bool:
     except (ValueError, OSError):
         return False
     return len(done) == 1 and bool(np.allclose(done.positions[0], positions, rtol=0, atol=1e-6))
-
-
-def _stack(runs: list[Trajectory], source: str) -> Trajectory:
-    """One trajectory of the single frames of ``runs`` (frame f = run f)."""
-    if not runs:
-        raise ValueError("no probes to label")
-    per_frame = {name: np.concatenate([getattr(run, name) for run in runs])
-                 for name in ("positions", "velocities", "forces", "accelerations", "kinetic_energy",
-                              "potential_energy", "conserved", "temperature", "used_time")}
-    return replace(runs[0], steps=np.arange(len(runs)), times=np.full(len(runs), np.nan), dt=np.nan,
-                   source=source, **per_frame)
 
 
 def _write_table(probes, trajectory: Trajectory, path: Path) -> None:

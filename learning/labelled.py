@@ -14,6 +14,7 @@ index.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import ase.io
@@ -111,6 +112,27 @@ def read_ase_trajectory(path, dt: float | None = None, index=":") -> Trajectory:
         kinetic_energy=kinetic, potential_energy=potential, conserved=kinetic + potential,
         temperature=temperature, used_time=np.full(len(images), np.nan), source=str(path),
     )
+
+
+def concatenate(trajectories, source: str) -> Trajectory:
+    """The frames of several labelled trajectories of the same atoms in the same box, in order, as one
+    (steps renumbered 0, 1, ...; times NaN: the frames need not follow each other in time)."""
+    trajectories = list(trajectories)
+    if not trajectories:
+        raise ValueError(f"{source}: no labelled frames to join")
+    first = trajectories[0]
+    for other in trajectories[1:]:
+        if list(other.symbols) != list(first.symbols) or abs(other.box - first.box) > 1e-8 * first.box:
+            raise ValueError(f"{other.source}: its atoms or box differ from {first.source}'s; labelled frames "
+                             "join only for the same atoms in the same box")
+    per_frame = {name: np.concatenate([getattr(t, name) for t in trajectories])
+                 for name in ("positions", "forces", "accelerations", "kinetic_energy", "potential_energy",
+                              "conserved", "temperature", "used_time")}
+    velocities = (np.concatenate([t.velocities for t in trajectories])
+                  if all(t.velocities is not None for t in trajectories) else None)
+    frames = len(per_frame["positions"])
+    return replace(first, steps=np.arange(frames), times=np.full(frames, np.nan), dt=np.nan, source=source,
+                   velocities=velocities, **per_frame)
 
 
 def _info(images, key, default) -> np.ndarray:

@@ -13,6 +13,7 @@ from agents.loss import pair_potential_losses
 from experiments.contact_check import contact_energies
 from learning.contact_probes import EMBEDDED, EMBEDDED_HELD_OUT, closest_pairs, contact_probes, molecule_of, push_together, read_probes
 from learning.cp2k.reader import read_trajectory
+from learning.labelled import concatenate
 from learning.descriptor_fit import DescriptorEquations, accumulate, trajectory_forces
 from learning.splits import split_frames
 
@@ -178,7 +179,23 @@ def test_fit_extra_adds_the_probes_and_records_them(tmp_path, capsys):
     assert "extra_data" not in fits["plain"] and "extra" not in fits["plain"]["relative_rmse"]
     assert fits["probes"]["extra_data"] == {"data": probes, "frames": 16}
     assert set(fits["probes"]["relative_rmse"]["extra"]) == {"O", "H"}
+    held_out = str(EMBEDDED_HELD_OUT / "probes.extxyz.xz")
+    assert main(["fit", "--data", data, "--form", "shared", "--invariants", names, "--extra", probes, "--extra",
+                 held_out, "--out", str(tmp_path / "both.json"), "--no-progress"]) == 0
+    both = json.loads((tmp_path / "both.json").read_text())["provenance"]
+    assert both["extra_data"] == {"data": f"{probes},{held_out}", "frames": 32}
     capsys.readouterr()
     assert main(["fit", "--data", data, "--invariants", "paper", "--extra", probes, "--out",
                  str(tmp_path / "paper.json"), "--no-progress"]) == 2
     assert "--extra data needs a descriptor loss" in capsys.readouterr().err
+
+
+def test_concatenate_joins_frames_of_the_same_system_only(embedded):
+    probes, _, run = embedded
+    joined = concatenate([probes, run.frames(slice(0, 3))], "both")
+    assert len(joined) == len(probes) + 3 and joined.source == "both"
+    np.testing.assert_array_equal(joined.forces[len(probes):], run.forces[:3])
+    np.testing.assert_array_equal(joined.potential_energy[:len(probes)], probes.potential_energy)
+    assert joined.velocities is not None and list(joined.steps) == list(range(len(joined)))
+    with pytest.raises(ValueError, match="atoms or box differ"):
+        concatenate([probes, replace(run, box=run.box + 1.0)], "bad")

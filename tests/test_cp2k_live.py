@@ -19,6 +19,7 @@ from learning.contact_probes import contact_probes, label_probes, read_probes
 from learning.cp2k.reader import read_trajectory
 from learning.cp2k.inputs import MDSettings, water_input, write_input
 from learning.cp2k.run import CP2KError, find_executable, run_cp2k
+from learning.labelled import read_labelled
 
 
 def _have_cp2k() -> bool:
@@ -165,3 +166,22 @@ def test_labelled_probes_are_read_not_rerun(labelled):
     again = label_probes(probes, run, out, MDSettings(preset="xtb"), threads=1, source=run.source, progress=False)
     assert [(out / p.name / "probe-frc-1.xyz").stat().st_mtime_ns for p in probes] == stamps
     np.testing.assert_array_equal(again.forces, trajectory.forces)
+
+
+def test_label_command_reproduces_the_forces_of_md_frames(labelled, tmp_path, capsys):
+    """``mld cp2k label``: a single point of a frame of an MD run gives that frame's forces and energy back
+    (to CP2K's SCF tolerance), and a second call reads the labelled frames instead of rerunning them."""
+    run, *_ = labelled
+    folder = tmp_path / "labels"
+    args = ["cp2k", "label", str(run.source), "--frames", "0,-1", "--preset", "xtb", "--threads", "1",
+            "--out", str(folder), "--no-progress"]
+    assert main(args) == 0
+    assert "2 frames" in capsys.readouterr().out
+    again = read_labelled(folder / "labelled.extxyz")
+    for f, frame in ((0, 0), (1, len(run) - 1)):
+        np.testing.assert_allclose(again.forces[f], run.forces[frame], atol=2e-3 * np.abs(run.forces[frame]).max())
+        assert again.potential_energy[f] == pytest.approx(run.potential_energy[frame], abs=1e-4)
+    stamp = (folder / "frame0" / "probe-frc-1.xyz").stat().st_mtime_ns
+    assert main(args) == 0 and (folder / "frame0" / "probe-frc-1.xyz").stat().st_mtime_ns == stamp
+    assert main(["cp2k", "label", str(run.source), "--frames", "9", "--out", str(folder)]) == 2
+    assert "outside the 3 frames" in capsys.readouterr().err

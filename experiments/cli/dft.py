@@ -1,5 +1,6 @@
-"""``mld cp2k input`` (write a CP2K MD input), ``mld cp2k run`` (run it, continue it) and ``mld cp2k probes``
-(single points of molecules pushed together): DFT training data."""
+"""``mld cp2k input`` (write a CP2K MD input), ``mld cp2k run`` (run it, continue it), ``mld cp2k probes``
+(single points of molecules pushed together) and ``mld cp2k label`` (single points of any frames): DFT
+training data."""
 
 from __future__ import annotations
 
@@ -10,10 +11,12 @@ import numpy as np
 
 from agents.descriptors import species_symbols
 from experiments.cli.options import path_and_frame
-from learning.contact_probes import DISTANCES, contact_probes, label_probes
+from experiments.observables import read_any_trajectory
+from learning.contact_probes import DISTANCES, contact_probes, label_frames, label_probes
 from learning.cp2k.reader import read_trajectory
 from learning.cp2k.inputs import PRESETS, MDSettings, frame_input, water_input, write_input
 from learning.cp2k.run import CP2KError, run_cp2k
+from learning.labelled import write_labelled
 
 
 def register(subparsers, common) -> None:
@@ -56,7 +59,7 @@ def register(subparsers, common) -> None:
     run.set_defaults(func=run_command)
 
     probes = commands.add_parser(
-        "probes", help="contact probes: frames of a CP2K run with two molecules pushed together, labelled by CP2K "
+        "probes", parents=[common], help="contact probes: frames of a CP2K run with two molecules pushed together, labelled by CP2K "
                        "single points (extra training data for `mld fit --extra`)")
     probes.add_argument("--from", dest="source", metavar="PATH", help="the CP2K run (folder or .inp; default: the "
                         "embedded h2o-32 run)")
@@ -74,6 +77,23 @@ def register(subparsers, common) -> None:
     probes.add_argument("--out", required=True, help="folder of the runs, probes.extxyz and probes.csv; probes "
                         "already labelled there are read, not rerun")
     probes.set_defaults(func=probes_command)
+
+    label = commands.add_parser(
+        "label", parents=[common], help="CP2K single points of frames of any trajectory (e.g. the frames before a "
+                                        "learned run failed), as extra training data for `mld fit --extra`")
+    label.add_argument("trajectory", metavar="TRAJ", help="mld's trajectory.xyz or last_good_frame.xyz, a CP2K run, "
+                       "or any ASE-readable file with a cubic cell")
+    label.add_argument("--frames", default="-1", metavar="F,F,...",
+                       help="frame indices (default -1: the last; negative ones count from the end: --frames=-3,-2,-1)")
+    label.add_argument("--preset", choices=list(PRESETS), default="dzvp",
+                       help="electronic structure of the training run (default dzvp: the embedded run's)")
+    label.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION/KEY=VALUE",
+                       help="set any CP2K keyword of the single points (repeatable)")
+    label.add_argument("--exe", help="CP2K executable (default: cp2k.psmp or cp2k on PATH)")
+    label.add_argument("--threads", type=int, default=2, help="OMP_NUM_THREADS (default 2)")
+    label.add_argument("--out", required=True, help="folder of the runs and of labelled.extxyz; frames already "
+                       "labelled there are read, not rerun")
+    label.set_defaults(func=label_command)
 
 
 def write_command(args: argparse.Namespace) -> int:
@@ -126,8 +146,26 @@ def probes_command(args: argparse.Namespace) -> int:
     try:
         labelled = label_probes(probes, trajectory, args.out, MDSettings(preset=args.preset), args.overrides,
                                 threads=args.threads, exe=args.exe,
-                                source=None if args.source is None else str(Path(args.source).resolve()))
+                                source=None if args.source is None else str(Path(args.source).resolve()),
+                                progress=not args.no_progress)
     except CP2KError as err:
         raise ValueError(str(err)) from err
     print(f"{args.out}: {len(labelled)} probes labelled by CP2K (probes.extxyz, probes.csv)")
+    return 0
+
+
+def label_command(args: argparse.Namespace) -> int:
+    data = read_any_trajectory(args.trajectory)
+    frames = []
+    for index in _numbers(args.frames, int, "--frames"):
+        if not -data.n_frames <= index < data.n_frames:
+            raise ValueError(f"--frames: {index} is outside the {data.n_frames} frames of {args.trajectory}")
+        frames.append((f"frame{index % data.n_frames}", data.positions[index]))
+    try:
+        labelled = label_frames(frames, data.symbols, data.box, args.out, MDSettings(preset=args.preset),
+                                args.overrides, threads=args.threads, exe=args.exe, progress=not args.no_progress)
+    except CP2KError as err:
+        raise ValueError(str(err)) from err
+    path = write_labelled(labelled, Path(args.out) / "labelled.extxyz")
+    print(f"{path}: {len(labelled)} frames of {args.trajectory} labelled by CP2K")
     return 0

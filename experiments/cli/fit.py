@@ -14,7 +14,7 @@ from experiments.descriptor_selection import DescriptorSelectionExperiment
 from experiments.feature_selection import FeatureSelectionExperiment
 from experiments.outputs import plain
 from learning.contact_probes import EMBEDDED_HELD_OUT
-from learning.labelled import read_labelled, write_labelled
+from learning.labelled import concatenate, read_labelled, write_labelled
 from learning.fitting import DEFAULT_CUTOFF, INVARIANTS, learn
 from learning.regression import ORDERS
 from learning.scoring import relative_force_rmse
@@ -36,7 +36,7 @@ def _fit(args) -> int:
     if not out.parent.exists():
         raise ValueError(f"--out {out}: the directory {out.parent} does not exist")
     trajectory = read_labelled(args.data, args.dt)
-    extra = None if args.extra is None else read_labelled(args.extra)
+    extra = None if not args.extra else concatenate([read_labelled(path) for path in args.extra], ",".join(args.extra))
     losses = learn(trajectory, args.form, args.invariants, args.order, args.cutoff, args.ridge,
                    args.energy_weight, extra, progress=not args.no_progress)
     losses.save(out)
@@ -172,8 +172,9 @@ def register(subparsers, common) -> None:
                    help=f"ridge penalty (default: {DEFAULT_RIDGE} for the paper's losses on the column-scaled "
                         "problem; for descriptor losses chosen on the validation split)")
     _energy_option(p)
-    p.add_argument("--extra", metavar="PATH", help="labelled frames added to the training rows, e.g. the "
-                   "probes.extxyz of `mld cp2k probes` (same electronic structure as --data; descriptor losses)")
+    p.add_argument("--extra", metavar="PATH", action="append", default=[],
+                   help="labelled frames added to the training rows, e.g. the probes.extxyz of `mld cp2k probes` "
+                        "(same electronic structure as --data; descriptor losses; repeatable)")
     p.add_argument("--out", required=True, help="the loss JSON to write")
     p.set_defaults(func=_fit)
 
