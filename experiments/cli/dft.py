@@ -59,8 +59,8 @@ def register(subparsers, common) -> None:
     run.set_defaults(func=run_command)
 
     probes = commands.add_parser(
-        "probes", parents=[common], help="contact probes: frames of a CP2K run with two molecules pushed together, labelled by CP2K "
-                       "single points (extra training data for `mld fit --extra`)")
+        "probes", parents=[common], help="contact probes: frames of a CP2K run with two molecules pushed together, "
+                                         "labelled by CP2K single points (extra training data for `mld fit --extra`)")
     probes.add_argument("--from", dest="source", metavar="PATH", help="the CP2K run (folder or .inp; default: the "
                         "embedded h2o-32 run)")
     probes.add_argument("--frames", required=True, metavar="F,F,...", help="frame indices of the run to start from")
@@ -68,12 +68,7 @@ def register(subparsers, common) -> None:
                         help="pair distances to push to, angstrom (default %(default)s)")
     probes.add_argument("--pair", default="OO", help="species of the pushed pair, e.g. OO or OH (default OO)")
     probes.add_argument("--per-frame", type=int, default=1, help="closest pairs probed per frame (default 1)")
-    probes.add_argument("--preset", choices=list(PRESETS), default="dzvp",
-                        help="electronic structure, as the run's (default dzvp: the embedded run's)")
-    probes.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION/KEY=VALUE",
-                        help="set any CP2K keyword of the single points (repeatable)")
-    probes.add_argument("--exe", help="CP2K executable (default: cp2k.psmp or cp2k on PATH)")
-    probes.add_argument("--threads", type=int, default=2, help="OMP_NUM_THREADS (default 2)")
+    _single_point_options(probes)
     probes.add_argument("--out", required=True, help="folder of the runs, probes.extxyz and probes.csv; probes "
                         "already labelled there are read, not rerun")
     probes.set_defaults(func=probes_command)
@@ -85,15 +80,20 @@ def register(subparsers, common) -> None:
                        "or any ASE-readable file with a cubic cell")
     label.add_argument("--frames", default="-1", metavar="F,F,...",
                        help="frame indices (default -1: the last; negative ones count from the end: --frames=-3,-2,-1)")
-    label.add_argument("--preset", choices=list(PRESETS), default="dzvp",
-                       help="electronic structure of the training run (default dzvp: the embedded run's)")
-    label.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION/KEY=VALUE",
-                       help="set any CP2K keyword of the single points (repeatable)")
-    label.add_argument("--exe", help="CP2K executable (default: cp2k.psmp or cp2k on PATH)")
-    label.add_argument("--threads", type=int, default=2, help="OMP_NUM_THREADS (default 2)")
+    _single_point_options(label)
     label.add_argument("--out", required=True, help="folder of the runs and of labelled.extxyz; frames already "
                        "labelled there are read, not rerun")
     label.set_defaults(func=label_command)
+
+
+def _single_point_options(parser) -> None:
+    """``--preset``, ``--set``, ``--exe``, ``--threads``: how CP2K computes single points."""
+    parser.add_argument("--preset", choices=list(PRESETS), default="dzvp",
+                        help="electronic structure, the training run's (default dzvp: the embedded run's)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION/KEY=VALUE",
+                        help="set any CP2K keyword of the single points (repeatable)")
+    parser.add_argument("--exe", help="CP2K executable (default: cp2k.psmp or cp2k on PATH)")
+    parser.add_argument("--threads", type=int, default=2, help="OMP_NUM_THREADS (default 2)")
 
 
 def write_command(args: argparse.Namespace) -> int:
