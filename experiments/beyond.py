@@ -91,7 +91,7 @@ class NVTProtocol:
 class FormComparisonConfig(NVTProtocol):
     """:class:`NVTProtocol` for every variant, and ``nve_steps`` of NVE from the same frame for the drift."""
 
-    variants: tuple[str, ...] = tuple(VARIANTS)
+    variants: tuple[str, ...] | None = None
     nve_steps: int = 400
 
 
@@ -126,11 +126,22 @@ def fit_variant(trajectory, variant: str, stride: int = 4):
 def embedded_probes(trajectory):
     """The embedded contact probes, checked to be single points of ``trajectory``'s system (same atoms, same box)."""
     probes = read_probes(EMBEDDED)[0]
-    if list(probes.symbols) != list(trajectory.symbols) or abs(probes.box - trajectory.box) > 1e-6:
+    if not _same_system(probes, trajectory):
         raise ValueError(f"the embedded contact probes ({EMBEDDED}) are single points of the embedded h2o-32 run; "
                          f"{trajectory.source} is another system: label its own with `mld cp2k probes` and fit "
                          "with `mld fit --extra`")
     return probes
+
+
+def _same_system(a, b) -> bool:
+    return list(a.symbols) == list(b.symbols) and abs(a.box - b.box) <= 1e-6
+
+
+def default_variants(trajectory) -> tuple[str, ...]:
+    """Every variant of :data:`VARIANTS` that applies to ``trajectory``: those with the embedded contact probes
+    only for the system they were computed for (the embedded h2o-32 run, or more steps of it)."""
+    probes_apply = _same_system(read_probes(EMBEDDED)[0], trajectory)
+    return tuple(name for name, how in VARIANTS.items() if probes_apply or not how.probes)
 
 
 class FormComparisonExperiment(LearnedLossExperiment):
@@ -145,20 +156,22 @@ class FormComparisonExperiment(LearnedLossExperiment):
 
     def run(self) -> Results:
         cfg = self.config
-        unknown = [v for v in cfg.variants if v not in VARIANTS]
-        if unknown or not cfg.variants:
-            raise ValueError(f"--variants must name some of {', '.join(VARIANTS)}, got {', '.join(cfg.variants)}")
+        if cfg.variants is not None:
+            unknown = [v for v in cfg.variants if v not in VARIANTS]
+            if unknown or not cfg.variants:
+                raise ValueError(f"--variants must name some of {', '.join(VARIANTS)}, got {', '.join(cfg.variants)}")
         if cfg.stride < 1 or cfg.every < 1 or cfg.steps < 1:
             raise ValueError("stride, every and steps must be positive")
         if self.trajectory is None:
             self.trajectory = read_trajectory(cfg.data)
         traj = self.trajectory
+        chosen = cfg.variants if cfg.variants is not None else default_variants(traj)
         self.losses = dict(self.losses or {})
         start = self.start_frame()
         target = target_temperature(traj, cfg)
         reference = from_cp2k(traj, start)
         rows, variants, cp2k = [], {}, None
-        for variant in cfg.variants:
+        for variant in chosen:
             summary, comparison = self._variant(variant, start, target, reference)
             variants[variant] = summary
             if comparison is not None:

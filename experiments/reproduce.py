@@ -28,7 +28,8 @@ def reproduce(data=None, out="mld-reproduce", quick=False, progress=False) -> di
 
     ``quick`` fits on every 4th frame and runs shorter simulations (under 2 minutes here).  The last
     step goes beyond the paper (:mod:`experiments.beyond`): quick, two variants (shared/many-body,
-    own/radial) on every 8th frame, 200 steps; otherwise all four on every 4th frame, :data:`BEYOND_STEPS`.
+    own/radial) on every 8th frame, 200 steps; otherwise every variant that applies to the data
+    (:func:`experiments.beyond.default_variants`) on every 4th frame, :data:`BEYOND_STEPS`.
     """
     started = time.perf_counter()
     out = Path(out)

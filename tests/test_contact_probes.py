@@ -199,3 +199,16 @@ def test_concatenate_joins_frames_of_the_same_system_only(embedded):
     assert joined.velocities is not None and list(joined.steps) == list(range(len(joined)))
     with pytest.raises(ValueError, match="atoms or box differ"):
         concatenate([probes, replace(run, box=run.box + 1.0)], "bad")
+
+
+def test_the_probes_variant_applies_only_to_the_probes_system():
+    """``mld beyond`` runs shared/many-body+probes by default only on the embedded run's system; asked for it
+    on another system, it says why not."""
+    from experiments.beyond import VARIANTS, default_variants, embedded_probes
+
+    run = read_trajectory().frames(slice(0, 2))
+    assert default_variants(run) == tuple(VARIANTS)
+    other = replace(run, box=run.box + 1.0)
+    assert default_variants(other) == tuple(v for v in VARIANTS if not VARIANTS[v].probes)
+    with pytest.raises(ValueError, match="another system"):
+        embedded_probes(other)
