@@ -81,9 +81,10 @@ def test_mld_beyond_tile_runs_one_loss_in_both_boxes_and_compares_them(compared,
     loss = out / loss_file_name("shared/many-body")
     result = tmp_path / "tiled"
     assert main(["beyond", "--tile", "2", "--loss", str(loss), "--data", str(data), "--steps", "40",
-                 "--no-progress", "--out", str(result)]) == 0
+                 "--start-frame", "30", "--no-progress", "--out", str(result)]) == 0
     assert sorted(p.name for p in result.iterdir()) == ["summary.json", "tiling.csv", "tiling.png"]
     summary = json.loads((result / "summary.json").read_text())
+    assert summary["start_frame"] == 30
     original, tiled = summary["runs"]["original"], summary["runs"]["tiled"]
     assert (original["atoms"], tiled["atoms"]) == (96, 768)
     assert tiled["box_A"] == pytest.approx(2 * original["box_A"]) == pytest.approx(2 * trajectory.box)

@@ -15,7 +15,7 @@ from experiments.tiling import DEFAULT_VARIANT, TiledBoxExperiment
 def _experiment(args):
     """The comparison of variants, or with ``--tile`` the tiled-box experiment; options that do not apply are errors."""
     common = {"data": args.data, "steps": args.steps, "stride": args.stride, "every": args.every,
-              "progress": not args.no_progress}
+              "start_frame": args.start_frame, "progress": not args.no_progress}
     if args.tile is None:
         if args.loss is not None:
             raise ValueError("--loss applies only with --tile (the variants are fitted)")
@@ -48,6 +48,9 @@ def register(subparsers, common) -> None:
     p.add_argument("--steps", type=int, default=defaults.steps, help="NVT steps of 0.5 fs per variant (or per box)")
     p.add_argument("--stride", type=int, default=defaults.stride, help="fit on every STRIDE-th frame")
     p.add_argument("--every", type=int, default=defaults.every, help="collect the NVT run every EVERY steps")
+    p.add_argument("--start-frame", type=int, default=None, metavar="F",
+                   help=f"the CP2K frame the runs start from (default: the first after {defaults.equilibration:.0%}% "
+                        "equilibration)")
     p.add_argument("--nve-steps", type=int, default=None,
                    help=f"NVE steps for the drift / heating rate (default: {defaults.nve_steps})")
     p.add_argument("--tile", type=int, default=None, metavar="N",
