@@ -35,6 +35,7 @@ from experiments.water import MIN_FRAMES, collected_trajectory, heating_rate, ru
 from learning.contact_probes import EMBEDDED, read_probes
 from learning.cp2k.reader import read_trajectory
 from learning.fitting import learn
+from learning.labelled import same_system
 
 @dataclass(frozen=True)
 class Variant:
@@ -126,21 +127,17 @@ def fit_variant(trajectory, variant: str, stride: int = 4):
 def embedded_probes(trajectory):
     """The embedded contact probes, checked to be single points of ``trajectory``'s system (same atoms, same box)."""
     probes = read_probes(EMBEDDED)[0]
-    if not _same_system(probes, trajectory):
+    if not same_system(probes, trajectory):
         raise ValueError(f"the embedded contact probes ({EMBEDDED}) are single points of the embedded h2o-32 run; "
                          f"{trajectory.source} is another system: label its own with `mld cp2k probes` and fit "
                          "with `mld fit --extra`")
     return probes
 
 
-def _same_system(a, b) -> bool:
-    return list(a.symbols) == list(b.symbols) and abs(a.box - b.box) <= 1e-6
-
-
 def default_variants(trajectory) -> tuple[str, ...]:
     """Every variant of :data:`VARIANTS` that applies to ``trajectory``: those with the embedded contact probes
     only for the system they were computed for (the embedded h2o-32 run, or more steps of it)."""
-    probes_apply = _same_system(read_probes(EMBEDDED)[0], trajectory)
+    probes_apply = same_system(read_probes(EMBEDDED)[0], trajectory)
     return tuple(name for name, how in VARIANTS.items() if probes_apply or not how.probes)
 
 

@@ -224,9 +224,11 @@ class DescriptorEquations:
             rows.append(np.concatenate([own.sum(axis=0), pairs.sum(axis=0)]))
         return np.concatenate(rows)
 
-    def add(self, split: str, positions, box: float, symbols, forces, energy: float | None = None) -> None:
-        """Add one frame's rows to ``split``: positions (N, 3) angstrom, target forces (N, 3) eV/angstrom,
-        and (shared form) optionally the frame's potential energy (eV) as an energy row."""
+    def add(self, split, positions, box: float, symbols, forces, energy: float | None = None) -> None:
+        """Add one frame's rows to ``split`` (a name, or several: the frame's invariants are computed once
+        for all of them): positions (N, 3) angstrom, target forces (N, 3) eV/angstrom, and (shared form)
+        optionally the frame's potential energy (eV) as an energy row."""
+        names = (split,) if isinstance(split, str) else tuple(split)
         symbols = np.asarray(symbols)
         forces = np.asarray(forces, dtype=float)
         if energy is not None and self.form != "shared":
@@ -239,16 +241,19 @@ class DescriptorEquations:
         if energy is not None:
             wall_energy = 0.0 if self.wall is None else 0.5 * float(wall_v.sum())
             row, target = self.energy_row(J.phi, symbols), float(energy) - wall_energy
-            if split in self.energy:
-                self.energy[split].add(row, target, float(energy))
-            else:
-                self.energy[split] = EnergySums.first(row, target, float(energy), len(symbols))
-        equations = self.equations.setdefault(split, {s: NormalEquations.empty(self.n_columns) for s in self.species})
-        norms = self.target_norm2.setdefault(split, dict.fromkeys(self.species, 0.0))
-        for s, X in self.design(J, symbols).items():
-            sel = symbols == s
-            equations[s].add(X, targets[sel].reshape(-1))
-            norms[s] += float(np.sum(forces[sel] ** 2))
+            for name in names:
+                if name in self.energy:
+                    self.energy[name].add(row, target, float(energy))
+                else:
+                    self.energy[name] = EnergySums.first(row, target, float(energy), len(symbols))
+        design = self.design(J, symbols)
+        for name in names:
+            equations = self.equations.setdefault(name, {s: NormalEquations.empty(self.n_columns) for s in self.species})
+            norms = self.target_norm2.setdefault(name, dict.fromkeys(self.species, 0.0))
+            for s, X in design.items():
+                sel = symbols == s
+                equations[s].add(X, targets[sel].reshape(-1))
+                norms[s] += float(np.sum(forces[sel] ** 2))
 
     def add_frames(self, splits: dict, positions, box: float, symbols, forces, energies=None) -> DescriptorEquations:
         """Add every frame of ``splits`` (``{name: frame indices}``) of a run (F, N, 3), with its
@@ -493,9 +498,8 @@ def _add_extra(equations: DescriptorEquations, extra, with_energy: bool, progres
     potential = np.asarray(extra.potential_energy, dtype=float)
     with_energy = with_energy and bool(np.all(np.isfinite(potential)))
     for f in tqdm(range(len(extra)), desc="extra frames", disable=not progress, leave=False):
-        for name in ("train", "extra"):
-            equations.add(name, extra.positions[f], extra.box, extra.symbols, forces[f],
-                          potential[f] if with_energy else None)
+        equations.add(("train", "extra"), extra.positions[f], extra.box, extra.symbols, forces[f],
+                      potential[f] if with_energy else None)
 
 
 def with_provenance(trajectory, splits, result: DescriptorFit, **extra) -> DescriptorLoss:

@@ -114,6 +114,11 @@ def read_ase_trajectory(path, dt: float | None = None, index=":") -> Trajectory:
     )
 
 
+def same_system(a: Trajectory, b: Trajectory) -> bool:
+    """Whether two labelled trajectories hold the same atoms, in the same order, in the same cubic box."""
+    return list(a.symbols) == list(b.symbols) and abs(a.box - b.box) <= 1e-8 * a.box
+
+
 def concatenate(trajectories, source: str) -> Trajectory:
     """The frames of several labelled trajectories of the same atoms in the same box, in order, as one
     (steps renumbered 0, 1, ...; times NaN: the frames need not follow each other in time)."""
@@ -122,17 +127,15 @@ def concatenate(trajectories, source: str) -> Trajectory:
         raise ValueError(f"{source}: no labelled frames to join")
     first = trajectories[0]
     for other in trajectories[1:]:
-        if list(other.symbols) != list(first.symbols) or abs(other.box - first.box) > 1e-8 * first.box:
+        if not same_system(first, other):
             raise ValueError(f"{other.source}: its atoms or box differ from {first.source}'s; labelled frames "
                              "join only for the same atoms in the same box")
     per_frame = {name: np.concatenate([getattr(t, name) for t in trajectories])
-                 for name in ("positions", "forces", "accelerations", "kinetic_energy", "potential_energy",
-                              "conserved", "temperature", "used_time")}
-    velocities = (np.concatenate([t.velocities for t in trajectories])
-                  if all(t.velocities is not None for t in trajectories) else None)
+                 if all(getattr(t, name) is not None for t in trajectories) else None
+                 for name in Trajectory.PER_FRAME}
     frames = len(per_frame["positions"])
-    return replace(first, steps=np.arange(frames), times=np.full(frames, np.nan), dt=np.nan, source=source,
-                   velocities=velocities, **per_frame)
+    per_frame.update(steps=np.arange(frames), times=np.full(frames, np.nan))
+    return replace(first, dt=np.nan, source=source, **per_frame)
 
 
 def _info(images, key, default) -> np.ndarray:

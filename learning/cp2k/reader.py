@@ -326,6 +326,10 @@ class Trajectory:
     source: str
     acceleration_source: str = "forces"
 
+    #: The attributes with one entry per frame (``velocities`` and ``forces`` may be None).
+    PER_FRAME = ("steps", "times", "positions", "velocities", "forces", "accelerations", "kinetic_energy",
+                 "potential_energy", "conserved", "temperature", "used_time")
+
     def __len__(self) -> int:
         return len(self.steps)
 
@@ -336,11 +340,8 @@ class Trajectory:
     def frames(self, indices) -> Trajectory:
         """The frames ``indices`` (a slice, a range or an index array) as a new Trajectory."""
         pick = np.arange(len(self))[indices]
-        per_frame = {
-            name: getattr(self, name)[pick] if getattr(self, name) is not None else None
-            for name in ("steps", "times", "positions", "velocities", "forces", "accelerations",
-                         "kinetic_energy", "potential_energy", "conserved", "temperature", "used_time")
-        }
+        per_frame = {name: getattr(self, name)[pick] if getattr(self, name) is not None else None
+                     for name in self.PER_FRAME}
         return replace(self, **per_frame)
 
 
