@@ -10,6 +10,9 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+#: Most pair distances held in memory at once by :func:`pair_distances` (float64: 16 MB per array).
+PAIR_BUDGET = 2_000_000
+
 
 def minimum_image(dr: np.ndarray, box: float) -> np.ndarray:
     """Fold difference vectors ``dr`` (..., 3) into the minimum image of a cubic box."""
@@ -48,3 +51,49 @@ def unwrap(positions: np.ndarray, box: float) -> np.ndarray:
     """Remove periodic jumps from a trajectory (n_frames, n_atoms, 3) frame by frame."""
     steps = minimum_image(np.diff(positions, axis=0), box)
     return np.concatenate([positions[:1], positions[:1] + np.cumsum(steps, axis=0)], axis=0)
+
+
+def frame_chunks(n_frames: int, per_frame: int) -> list[slice]:
+    """Slices of frames holding at most :data:`PAIR_BUDGET` values of ``per_frame`` each (at least one frame)."""
+    step = max(1, PAIR_BUDGET // max(per_frame, 1))
+    return [slice(start, min(start + step, n_frames)) for start in range(0, n_frames, step)]
+
+
+def pair_distances(positions: np.ndarray, box: float, first: np.ndarray, second: np.ndarray):
+    """Minimum-image distances of the atom pairs (first[p], second[p]) of frames (F, N, 3), in chunks of frames.
+
+    Coordinate by coordinate, on (F, N) arrays: several times faster than on (F, n_pairs, 3) vectors.
+
+    Yields:
+        (frames, r): a slice of frames and their distances (n_chunk, n_pairs) in angstrom.
+    """
+    coordinates = np.ascontiguousarray(np.moveaxis(positions, -1, 0))  # (3, F, N)
+    for frames in frame_chunks(len(positions), len(first)):
+        squared = np.zeros((frames.stop - frames.start, len(first)))
+        for x in coordinates[:, frames]:
+            squared += minimum_image(x[:, second] - x[:, first], box) ** 2
+        yield frames, np.sqrt(squared)
+
+
+def nearest_atoms(positions: np.ndarray, box: float, members: np.ndarray, candidates: np.ndarray):
+    """The nearest of ``candidates`` (atom indices) to each of ``members`` (atom indices), frame by frame.
+
+    Args:
+        positions: (F, N, 3) angstrom; box: cubic box side.
+
+    Returns:
+        nearest (F, len(members)): atom indices taken from ``candidates``; distance (F, len(members)) in
+        angstrom.
+    """
+    members, candidates = np.asarray(members, dtype=int), np.asarray(candidates, dtype=int)
+    if len(candidates) == 0:
+        raise ValueError("nearest_atoms: no candidate atoms")
+    nearest = np.empty((len(positions), len(members)), dtype=int)
+    distance = np.empty((len(positions), len(members)))
+    first, second = np.repeat(members, len(candidates)), np.tile(candidates, len(members))
+    for frames, r in pair_distances(positions, box, first, second):
+        r = r.reshape(len(r), len(members), len(candidates))
+        k = np.argmin(r, axis=-1)
+        nearest[frames] = candidates[k]
+        distance[frames] = np.take_along_axis(r, k[..., None], axis=-1)[..., 0]
+    return nearest, distance

@@ -5,8 +5,8 @@ times in fs, a cubic box side in angstrom), so the CP2K run and the learning-bas
 by exactly the same code.  Molecules come from the O-H bond graph of every frame: each hydrogen is
 bonded to its nearest oxygen (minimum image) when closer than ``r_bond``, so a proton that changes
 owner or leaves is seen and counted.  Every per-frame quantity is computed for all frames at once
-with numpy; pair distances are taken in chunks of frames (at most :data:`PAIR_BUDGET` at a time)
-so that memory stays bounded for long runs.
+with numpy; pair distances are taken in chunks of frames (at most
+:data:`agents.geometry.PAIR_BUDGET` at a time) so that memory stays bounded for long runs.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import networkx as nx
 import numpy as np
 from scipy import ndimage, signal
 
-from agents.geometry import displacement, minimum_image
+from agents.geometry import displacement, nearest_atoms, pair_distances
 from agents.validation import positive
 from environment.kinetics import degrees_of_freedom, kinetic_temperature
 
@@ -27,8 +27,6 @@ WAVENUMBER_PER_INV_FS = 1e15 / 2.99792458e10
 R_BOND = 1.3
 #: 1 angstrom^2/fs in units of 1e-5 cm^2/s (the usual unit of self-diffusion coefficients).
 DIFFUSION_1E5_CM2_PER_S = 1e4
-#: Most pair distances held in memory at once by the chunked pair functions (float64: 16 MB per array).
-PAIR_BUDGET = 2_000_000
 #: Equivalent noise bandwidth of the Hann window, in frequency bins (sets :func:`spectral_resolution_cm1`).
 HANN_BANDWIDTH_BINS = 1.5
 
@@ -48,28 +46,6 @@ def _as_frames(positions) -> tuple[np.ndarray, bool]:
 def _norm(vectors: np.ndarray) -> np.ndarray:
     """Euclidean norm over the last axis (faster than ``np.linalg.norm`` for many short vectors)."""
     return np.sqrt(np.einsum("...k,...k->...", vectors, vectors))
-
-
-def _frame_chunks(n_frames: int, per_frame: int):
-    """Slices of frames holding at most :data:`PAIR_BUDGET` values of ``per_frame`` each (at least one frame)."""
-    step = max(1, PAIR_BUDGET // max(per_frame, 1))
-    return [slice(start, min(start + step, n_frames)) for start in range(0, n_frames, step)]
-
-
-def _pair_distances(positions: np.ndarray, box: float, first: np.ndarray, second: np.ndarray):
-    """Minimum-image distances of the atom pairs (first[p], second[p]) in chunks of frames.
-
-    Coordinate by coordinate, on (F, N) arrays: several times faster than on (F, n_pairs, 3) vectors.
-
-    Yields:
-        (frames, r): a slice of frames and their distances (n_chunk, n_pairs) in angstrom.
-    """
-    coordinates = np.ascontiguousarray(np.moveaxis(positions, -1, 0))  # (3, F, N)
-    for frames in _frame_chunks(len(positions), len(first)):
-        squared = np.zeros((frames.stop - frames.start, len(first)))
-        for x in coordinates[:, frames]:
-            squared += minimum_image(x[:, second] - x[:, first], box) ** 2
-        yield frames, np.sqrt(squared)
 
 
 def _pairs(symbols, a: str, b: str) -> tuple[np.ndarray, np.ndarray]:
@@ -104,14 +80,7 @@ def nearest_oxygen(symbols, positions, box):
     oxygens, hydrogens = _indices(symbols)
     if len(oxygens) == 0 or len(hydrogens) == 0:
         raise ValueError("symbols: water analysis needs both O and H atoms")
-    owner = np.empty((len(positions), len(hydrogens)), dtype=int)
-    distance = np.empty((len(positions), len(hydrogens)))
-    first, second = np.repeat(hydrogens, len(oxygens)), np.tile(oxygens, len(hydrogens))
-    for frames, r in _pair_distances(positions, box, first, second):
-        r = r.reshape(len(r), len(hydrogens), len(oxygens))
-        nearest = np.argmin(r, axis=-1)
-        owner[frames] = oxygens[nearest]
-        distance[frames] = np.take_along_axis(r, nearest[..., None], axis=-1)[..., 0]
+    owner, distance = nearest_atoms(positions, box, hydrogens, oxygens)
     return (owner[0], distance[0]) if single else (owner, distance)
 
 
@@ -300,7 +269,7 @@ def rdf(symbols, positions, box, pair: tuple[str, str] = ("O", "O"), bin_width: 
     n_bins = int(np.floor(r_max / bin_width + 1e-9))
     edges = np.arange(n_bins + 1) * bin_width
     counts = np.zeros(n_bins)
-    for _, r in _pair_distances(positions, box, first, second):
+    for _, r in pair_distances(positions, box, first, second):
         index = (r / bin_width).astype(int)
         counts += np.bincount(index[index < n_bins], minlength=n_bins)
     n_a = np.count_nonzero(np.asarray(symbols) == a)
@@ -598,7 +567,7 @@ def min_pair_distance(positions, box) -> ClosestPair:
         raise ValueError("positions: a pair distance needs at least two atoms")
     first, second = np.triu_indices(positions.shape[1], 1)
     best = ClosestPair(np.inf, -1, -1, -1)
-    for frames, r in _pair_distances(positions, box, first, second):
+    for frames, r in pair_distances(positions, box, first, second):
         frame, pair = np.unravel_index(np.argmin(r), r.shape)
         if r[frame, pair] < best.distance:
             best = ClosestPair(float(r[frame, pair]), int(frames.start + frame), int(first[pair]), int(second[pair]))

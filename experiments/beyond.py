@@ -11,7 +11,9 @@ measures the integrator; the paper's ``own`` form has no E and heats (K/ps).
 Variants: ``radial`` is the paper's 18 weight functions (4.2-4.4) cut smoothly at 4.5 angstrom;
 ``many-body`` is the radial + angular descriptor set of :func:`learning.fitting.descriptor_set`;
 ``+probes`` adds the embedded CP2K contact probes (two molecules pushed together,
-:mod:`learning.contact_probes`) to the training rows.
+:mod:`learning.contact_probes`) to the training rows; ``+active`` adds one round of active learning as
+well (the probes pushed on to 1.45 angstrom, and CP2K labels of the last frames of a learned run that
+failed): :data:`EXTRA_DATA`.
 Units: angstrom, fs, amu, eV, K.
 """
 
@@ -32,21 +34,29 @@ from experiments.base import LearnedLossExperiment
 from experiments.observables import TOLERANCES, from_cp2k, observe
 from experiments.outputs import Results
 from experiments.water import MIN_FRAMES, collected_trajectory, heating_rate, run_or_stop
-from learning.contact_probes import EMBEDDED, read_probes
+from learning.contact_probes import EMBEDDED, EMBEDDED_ACTIVE_LEARNING, read_probes
 from learning.cp2k.reader import read_trajectory
 from learning.fitting import learn
-from learning.labelled import same_system
+from learning.labelled import concatenate, read_labelled, same_system
+
+#: Embedded CP2K single points of the h2o-32 system that a variant may add to its training rows.
+EXTRA_DATA = {
+    "probes": lambda: read_probes(EMBEDDED)[0],
+    "probes-1.45": lambda: read_labelled(EMBEDDED_ACTIVE_LEARNING / "probes-1.45.extxyz.xz"),
+    "failure-frames": lambda: read_labelled(EMBEDDED_ACTIVE_LEARNING / "failure-frames.extxyz.xz"),
+}
+
 
 @dataclass(frozen=True)
 class Variant:
     """How a variant is learned: ``form``, ``invariants`` (as ``mld fit --invariants``), ``cutoff`` in
-    angstrom (None: the many-body set's default) and whether the embedded CP2K contact probes
-    (:data:`learning.contact_probes.EMBEDDED`) join the training rows."""
+    angstrom (None: the many-body set's default) and the ``extra`` labelled frames (keys of
+    :data:`EXTRA_DATA`) that join the training rows."""
 
     form: str
     invariants: str
     cutoff: float | None
-    probes: bool = False
+    extra: tuple[str, ...] = ()
 
 
 VARIANTS = {
@@ -54,7 +64,8 @@ VARIANTS = {
     "own/many-body": Variant("own", "many-body", None),
     "shared/radial": Variant("shared", "paper", 4.5),
     "shared/many-body": Variant("shared", "many-body", None),
-    "shared/many-body+probes": Variant("shared", "many-body", None, probes=True),
+    "shared/many-body+probes": Variant("shared", "many-body", None, ("probes",)),
+    "shared/many-body+active": Variant("shared", "many-body", None, ("probes", "probes-1.45", "failure-frames")),
 }
 #: The observables compared with CP2K for every variant (keys of :data:`experiments.observables.OBSERVABLES`).
 COMPARED = ("hoh_angle_mean_deg", "oh_bond_mean_A", "non_h2o_fraction", "bend_cm1", "stretch_cm1",
@@ -115,30 +126,34 @@ def loss_file_name(variant: str) -> str:
     return "losses_" + variant.replace("/", "_") + ".json"
 
 
-def fit_variant(trajectory, variant: str, stride: int = 4):
+def fit_variant(trajectory, variant: str, stride: int = 4, cache: dict | None = None):
     """The quadratic loss of ``variant`` (a key of :data:`VARIANTS`) learned from every ``stride``-th frame
-    (and the embedded contact probes where the variant takes them)."""
+    (and the variant's embedded extra frames).  ``cache``: a dict, one per ``trajectory`` and ``stride``, in
+    which variants that differ only in their extra frames share the equations of the run's frames
+    (:func:`learning.fitting.learn`); the losses are the same bits as without it."""
     how = VARIANTS[variant]
-    extra = embedded_probes(trajectory) if how.probes else None
+    extra = embedded_extra(trajectory, how.extra) if how.extra else None
     return learn(trajectory.frames(slice(None, None, stride)), how.form, how.invariants, "quadratic",
-                 cutoff=how.cutoff, extra=extra)
+                 cutoff=how.cutoff, extra=extra, cache=cache)
 
 
-def embedded_probes(trajectory):
-    """The embedded contact probes, checked to be single points of ``trajectory``'s system (same atoms, same box)."""
-    probes = read_probes(EMBEDDED)[0]
-    if not same_system(probes, trajectory):
-        raise ValueError(f"the embedded contact probes ({EMBEDDED}) are single points of the embedded h2o-32 run; "
-                         f"{trajectory.source} is another system: label its own with `mld cp2k probes` and fit "
-                         "with `mld fit --extra`")
-    return probes
+def embedded_extra(trajectory, names=("probes",)):
+    """The embedded labelled frames ``names`` (keys of :data:`EXTRA_DATA`) as one set, checked to be single
+    points of ``trajectory``'s system (same atoms, same box)."""
+    sets = [EXTRA_DATA[name]() for name in names]
+    for name, frames in zip(names, sets):
+        if not same_system(frames, trajectory):
+            raise ValueError(f"the embedded {name} ({frames.source}) are single points of the embedded h2o-32 run; "
+                             f"{trajectory.source} is another system: label its own with `mld cp2k probes` or "
+                             "`mld cp2k label` and fit with `mld fit --extra`")
+    return sets[0] if len(sets) == 1 else concatenate(sets, "+".join(names))
 
 
 def default_variants(trajectory) -> tuple[str, ...]:
-    """Every variant of :data:`VARIANTS` that applies to ``trajectory``: those with the embedded contact probes
+    """Every variant of :data:`VARIANTS` that applies to ``trajectory``: those with embedded extra frames
     only for the system they were computed for (the embedded h2o-32 run, or more steps of it)."""
-    probes_apply = same_system(read_probes(EMBEDDED)[0], trajectory)
-    return tuple(name for name, how in VARIANTS.items() if probes_apply or not how.probes)
+    extra_applies = same_system(read_probes(EMBEDDED)[0], trajectory)
+    return tuple(name for name, how in VARIANTS.items() if extra_applies or not how.extra)
 
 
 class FormComparisonExperiment(LearnedLossExperiment):
@@ -164,12 +179,13 @@ class FormComparisonExperiment(LearnedLossExperiment):
         traj = self.trajectory
         chosen = cfg.variants if cfg.variants is not None else default_variants(traj)
         self.losses = dict(self.losses or {})
+        equations = {}  # the run's equations, shared by the variants that differ only in extra frames
         start = self.start_frame()
         target = target_temperature(traj, cfg)
         reference = from_cp2k(traj, start)
         rows, variants, cp2k = [], {}, None
         for variant in chosen:
-            summary, comparison = self._variant(variant, start, target, reference)
+            summary, comparison = self._variant(variant, start, target, reference, equations)
             variants[variant] = summary
             if comparison is not None:
                 cp2k = cp2k or {r["observable"]: r["reference"] for r in comparison}
@@ -185,14 +201,15 @@ class FormComparisonExperiment(LearnedLossExperiment):
         return protocol_model(self.config, loss, traj.symbols, traj.positions[frame], traj.velocities[frame], traj.box,
                               thermostat, every)
 
-    def _variant(self, variant: str, start: int, target: float, reference):
-        """Fit (unless given), NVE drift, NVT run and its observables against CP2K for one variant."""
+    def _variant(self, variant: str, start: int, target: float, reference, equations: dict):
+        """Fit (unless given; ``equations``: the cache of :func:`fit_variant`), NVE drift, NVT run and its
+        observables against CP2K for one variant."""
         cfg = self.config
         how = VARIANTS[variant]
         fit_s = None
         if variant not in self.losses:
             began = time.perf_counter()
-            self.losses[variant] = fit_variant(self.trajectory, variant, cfg.stride)
+            self.losses[variant] = fit_variant(self.trajectory, variant, cfg.stride, equations)
             fit_s = time.perf_counter() - began
         loss = self.losses[variant]
         limit = cfg.max_temperature_factor * target
@@ -211,7 +228,7 @@ class FormComparisonExperiment(LearnedLossExperiment):
         if learned.n_frames >= MIN_FRAMES:
             comparison = observe(learned, reference).summary["comparison"]
         summary = {
-            "form": how.form, "invariants": how.invariants, "cutoff_A": how.cutoff, "probes": how.probes, "fit_s": fit_s,
+            "form": how.form, "invariants": how.invariants, "cutoff_A": how.cutoff, "extra": list(how.extra), "fit_s": fit_s,
             "test_rmse": loss.provenance.get("metrics"),
             "nve": {**drift, "steps": int(nve.steps), "blew_up": nve_stop},
             "nvt_steps": int(nvt.steps), "nvt_s_per_step": seconds_per_step, "blew_up": nvt_stop,

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from agents.geometry import displacement, minimum_image
+from agents.geometry import displacement, minimum_image, nearest_atoms
 from learning.cp2k.inputs import MDSettings, md_input, write_input
 from learning.cp2k.reader import Trajectory, read_trajectory
 from learning.cp2k.run import run_cp2k
@@ -35,6 +35,9 @@ from learning.labelled import concatenate, read_labelled, write_labelled
 EMBEDDED = Path(__file__).parent / "data" / "h2o-32" / "probes"
 #: ... and 16 held out (two pairs each of frames 200 and 400, pushed to 2.1-1.5 angstrom).
 EMBEDDED_HELD_OUT = Path(__file__).parent / "data" / "h2o-32" / "probes-held-out"
+#: Round 1 of active learning on the embedded run: the training pairs pushed on to 1.45 angstrom
+#: (``probes-1.45``) and CP2K labels of the last frames of a learned run that failed (``failure-frames``).
+EMBEDDED_ACTIVE_LEARNING = Path(__file__).parent / "data" / "h2o-32" / "active-learning"
 #: The project name of every probe's CP2K run; its wavefunction file seeds the next probe's SCF.
 PROJECT = "probe"
 #: Default probe distances (angstrom): from just below the closest O-O contact of liquid water
@@ -44,15 +47,12 @@ DISTANCES = (2.25, 2.0, 1.8, 1.6)
 
 def molecule_of(positions, box: float, symbols) -> np.ndarray:
     """(N,) the molecule of every atom: the index of its heavy atom (every H joins the nearest non-H atom)."""
-    positions = np.asarray(positions, dtype=float)
     symbols = np.asarray(symbols)
-    heavy = np.flatnonzero(symbols != "H")
+    heavy, hydrogens = np.flatnonzero(symbols != "H"), np.flatnonzero(symbols == "H")
     if len(heavy) == 0:
         raise ValueError("molecules need at least one atom that is not H")
     owner = np.arange(len(symbols))
-    for h in np.flatnonzero(symbols == "H"):
-        d = np.linalg.norm(minimum_image(positions[heavy] - positions[h], box), axis=1)
-        owner[h] = heavy[np.argmin(d)]
+    owner[hydrogens] = nearest_atoms(np.asarray(positions, dtype=float)[None], box, hydrogens, heavy)[0][0]
     return owner
 
 

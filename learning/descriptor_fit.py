@@ -33,10 +33,12 @@ Units: forces in eV/angstrom, energies in eV, A in eV, B in eV.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import numpy as np
 import scipy.linalg
+from numba import njit
 
 from agents.descriptor_jacobian import DescriptorJacobian, descriptor_jacobian
 from agents.descriptor_loss import FORMS, DescriptorLoss
@@ -148,6 +150,26 @@ def trajectory_forces(trajectory) -> np.ndarray:
     return trajectory.accelerations * trajectory.masses[None, :, None] / ACCEL_EV_PER_AMU_A
 
 
+@njit(cache=True)
+def _scatter_pair_columns(phi, grad, atom, n_atoms: int, iu, ju):
+    """(n_atoms, 3, len(iu)): out[j, x, c] = -sum over edges e into j (atom[e] == j, in edge order) of
+    phi[e, a] grad[e, b, x] + phi[e, b] grad[e, a, x] with (a, b) = (iu[c], ju[c]), halved where a == b:
+    the B columns of :func:`learning.regression.design_matrix` summed into atoms, the same arithmetic in
+    the same order (no fused multiply-adds), so the same bits."""
+    out = np.zeros((n_atoms, 3, iu.shape[0]))
+    for e in range(phi.shape[0]):
+        row = out[atom[e]]
+        for x in range(3):
+            for col in range(iu.shape[0]):
+                a = iu[col]
+                b = ju[col]
+                value = phi[e, a] * grad[e, b, x] + phi[e, b] * grad[e, a, x]
+                if a == b:
+                    value *= 0.5
+                row[x, col] -= value
+    return out
+
+
 class DescriptorEquations:
     """Normal equations (5.1) of one form of descriptor loss, accumulated frame by frame.
 
@@ -193,6 +215,18 @@ class DescriptorEquations:
         pairs = design_matrix(phi[:, Q], grad[:, Q])[:, len(Q):].reshape(len(phi), 3, -1)
         return np.concatenate([-grad.transpose(0, 2, 1), pairs], axis=2)
 
+    def _atom_columns(self, J: DescriptorJacobian, edges) -> np.ndarray:
+        """(N, 3, C): for every atom j, the sum of :meth:`_edge_columns` over the ``edges`` of ``J`` into j.
+
+        The same numbers, bit for bit, as scattering the (E, 3, C) edge columns, without forming them:
+        compiled, each edge's product-rule terms go straight into its atom's row, in edge order.
+        """
+        Q = self.quadratic
+        iu, ju = np.triu_indices(len(Q))
+        pairs = _scatter_pair_columns(np.ascontiguousarray(J.phi[J.centre[edges]][:, Q]),
+                                      np.ascontiguousarray(J.grad[edges][:, Q]), J.atom[edges], J.n_atoms, iu, ju)
+        return np.concatenate([J.scatter(-J.grad[edges].transpose(0, 2, 1), edges), pairs], axis=2)
+
     def design(self, jacobian: DescriptorJacobian, symbols) -> dict[str, np.ndarray]:
         """``{species: X}``: rows (3 n_s, agent-major) of the species' atoms, columns as :attr:`n_columns`."""
         symbols = np.asarray(symbols)
@@ -203,11 +237,8 @@ class DescriptorEquations:
                 sinks = np.flatnonzero(symbols == s)
                 out[s] = self._edge_columns(J.phi[sinks], J.own[sinks]).reshape(3 * len(sinks), -1)
             return out
-        blocks = []
-        for s in self.species:
-            edges = np.flatnonzero(symbols[J.centre] == s)
-            blocks.append(J.scatter(self._edge_columns(J.phi[J.centre[edges]], J.grad[edges]), edges))
-        X = np.concatenate(blocks, axis=2)  # (N, 3, S C)
+        X = np.concatenate([self._atom_columns(J, np.flatnonzero(symbols[J.centre] == s)) for s in self.species],
+                           axis=2)  # (N, 3, S C)
         return {s: X[symbols == s].reshape(-1, X.shape[2]) for s in self.species}
 
     def energy_row(self, phi, symbols) -> np.ndarray:
@@ -514,15 +545,29 @@ def with_provenance(trajectory, splits, result: DescriptorFit, **extra) -> Descr
 
 def fit_descriptor_loss(trajectory, descriptors: DescriptorSet, form: str = "shared", order: str = "quadratic",
                         ridges=RIDGES, wall: bool | None = None, splits=None, energy_weight: float = 0.0,
-                        extra=None, progress: bool = False) -> DescriptorLoss:
+                        extra=None, progress: bool = False, cache: dict | None = None) -> DescriptorLoss:
     """A descriptor loss learned from a trajectory: equations accumulated on every split
     (:func:`accumulate`, arguments as there, ``extra`` frames added to the training rows), the ridge
     chosen on validation (:func:`fit`), energy rows of weight ``energy_weight`` (shared form), the
     provenance recording data, splits, domain, metrics and the extra data.
+
+    ``cache``: a dict (one per ``trajectory``) that keeps the equations of the trajectory's own frames
+    for later calls with the same descriptors, form, order, wall and splits, such as fits that differ
+    only in their ``extra`` frames: those are added to a copy, in the order :func:`accumulate` adds them,
+    so the loss is the same bits as without the cache.
     """
     if energy_weight and form != "shared":
         raise ValueError(f"--energy-weight {energy_weight} needs --form shared: the own form has no energy")
     splits = split_frames(len(trajectory)) if splits is None else splits
-    equations = accumulate(trajectory, descriptors, form, order, wall, splits, extra=extra, progress=progress)
+    if cache is None:
+        equations = accumulate(trajectory, descriptors, form, order, wall, splits, extra=extra, progress=progress)
+    else:
+        key = (descriptors, form, order, wall, tuple((name, tuple(map(int, f))) for name, f in splits.items()))
+        if key not in cache:
+            cache[key] = accumulate(trajectory, descriptors, form, order, wall, splits, progress=progress)
+        equations = cache[key]
+        if extra is not None:
+            equations = copy.deepcopy(equations)
+            _add_extra(equations, extra, "train" in equations.energy, progress)
     details = {} if extra is None else {"extra_data": {"data": extra.source, "frames": len(extra)}}
     return with_provenance(trajectory, splits, fit(equations, order, ridges, energy_weight=energy_weight), **details)

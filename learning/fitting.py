@@ -48,7 +48,7 @@ def descriptor_set(invariants: str, species, cutoff: float) -> DescriptorSet:
 
 def learn(trajectory, form: str = "own", invariants: str = "auto", order: str = "quadratic",
           cutoff: float | None = None, ridge: float | None = None, energy_weight: float = 0.0,
-          extra=None, progress: bool = False):
+          extra=None, progress: bool = False, cache: dict | None = None):
     """The loss asked for (see the module docstring), learned from ``trajectory``.
 
     Args:
@@ -61,6 +61,8 @@ def learn(trajectory, form: str = "own", invariants: str = "auto", order: str = 
             :mod:`learning.descriptor_fit`).
         extra: labelled frames (a trajectory, e.g. :mod:`learning.contact_probes`) added to the training
             rows of a descriptor loss.
+        cache: descriptor losses: a dict that keeps ``trajectory``'s accumulated equations for later calls on
+            the same trajectory (see :func:`learning.descriptor_fit.fit_descriptor_loss`).
     """
     if form not in FORMS:
         raise ValueError(f"--form must be one of {FORMS}, got {form!r}")
@@ -78,4 +80,4 @@ def learn(trajectory, form: str = "own", invariants: str = "auto", order: str = 
     species = tuple(dict.fromkeys(trajectory.symbols))
     descriptors = descriptor_set(invariants, species, DEFAULT_CUTOFF if cutoff is None else cutoff)
     return fit_descriptor_loss(trajectory, descriptors, form, order, RIDGES if ridge is None else (ridge,),
-                               energy_weight=energy_weight, extra=extra, progress=progress)
+                               energy_weight=energy_weight, extra=extra, progress=progress, cache=cache)

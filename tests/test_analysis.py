@@ -6,8 +6,8 @@ import networkx as nx
 import numpy as np
 import pytest
 
+from agents import geometry
 from agents.geometry import displacement
-from experiments import analysis
 from experiments.analysis import (
     WAVENUMBER_PER_INV_FS,
     angle_statistics,
@@ -132,7 +132,7 @@ def test_chunked_pair_distances_equal_one_pass(monkeypatch):
     positions = rng.uniform(0, 6.0, (7, 12, 3))
     owner, distance = nearest_oxygen(symbols, positions, 6.0)
     r, g, n = rdf(symbols, positions, 6.0, ("O", "H"), bin_width=0.1)
-    monkeypatch.setattr(analysis, "PAIR_BUDGET", 40)  # 32 O-H pairs per frame: one frame per chunk
+    monkeypatch.setattr(geometry, "PAIR_BUDGET", 40)  # 32 O-H pairs per frame: one frame per chunk
     chunked = nearest_oxygen(symbols, positions, 6.0)
     np.testing.assert_array_equal(chunked[0], owner)
     np.testing.assert_allclose(chunked[1], distance)

@@ -13,8 +13,8 @@ from agents.loss import pair_potential_losses
 from experiments.contact_check import contact_energies
 from learning.contact_probes import EMBEDDED, EMBEDDED_HELD_OUT, closest_pairs, contact_probes, molecule_of, push_together, read_probes
 from learning.cp2k.reader import read_trajectory
-from learning.labelled import concatenate
-from learning.descriptor_fit import DescriptorEquations, accumulate, trajectory_forces
+from learning.labelled import concatenate, same_system
+from learning.descriptor_fit import DescriptorEquations, accumulate, fit_descriptor_loss, trajectory_forces
 from learning.splits import split_frames
 
 
@@ -101,6 +101,23 @@ def test_extra_frames_add_their_rows_to_the_training_equations():
     with pytest.raises(ValueError, match="species"):
         accumulate(main, EVERY_KIND, "shared", "quadratic", splits=splits,
                    extra=replace(extra, symbols=["H" if s == "O" else "O" for s in extra.symbols]))
+
+
+def test_cached_equations_give_the_same_losses_as_fits_from_scratch():
+    """fit_descriptor_loss(cache=...): fits on one run that differ only in their extra frames share its
+    equations, give the same bits as fits from scratch, and leave the cached equations unchanged."""
+    run = read_trajectory()
+    main, extra = run.frames(slice(0, 600, 60)), run.frames(slice(5, 30, 10))
+    splits = split_frames(len(main), equilibration=0.0)
+    cache = {}
+    for added in (None, extra, None):
+        fresh = fit_descriptor_loss(main, EVERY_KIND, "shared", splits=splits, extra=added)
+        cached = fit_descriptor_loss(main, EVERY_KIND, "shared", splits=splits, extra=added, cache=cache)
+        for s in ("O", "H"):
+            np.testing.assert_array_equal(cached.A[s], fresh.A[s])
+            np.testing.assert_array_equal(cached.B[s], fresh.B[s])
+        assert cached.provenance["metrics"] == fresh.provenance["metrics"]
+    assert len(cache) == 1
 
 
 @pytest.fixture(scope="module", params=[EMBEDDED, EMBEDDED_HELD_OUT], ids=["train", "held-out"])
@@ -201,14 +218,19 @@ def test_concatenate_joins_frames_of_the_same_system_only(embedded):
         concatenate([probes, replace(run, box=run.box + 1.0)], "bad")
 
 
-def test_the_probes_variant_applies_only_to_the_probes_system():
-    """``mld beyond`` runs shared/many-body+probes by default only on the embedded run's system; asked for it
-    on another system, it says why not."""
-    from experiments.beyond import VARIANTS, default_variants, embedded_probes
+def test_the_probes_variants_apply_only_to_the_probes_system():
+    """``mld beyond`` runs the variants with embedded extra frames (+probes, +active) by default only on the
+    embedded run's system; asked for them on another system, it says why not."""
+    from experiments.beyond import EXTRA_DATA, VARIANTS, default_variants, embedded_extra
 
     run = read_trajectory().frames(slice(0, 2))
     assert default_variants(run) == tuple(VARIANTS)
     other = replace(run, box=run.box + 1.0)
-    assert default_variants(other) == tuple(v for v in VARIANTS if not VARIANTS[v].probes)
-    with pytest.raises(ValueError, match="another system"):
-        embedded_probes(other)
+    assert default_variants(other) == tuple(v for v in VARIANTS if not VARIANTS[v].extra)
+    assert {"shared/many-body+probes", "shared/many-body+active"} <= set(VARIANTS) - set(default_variants(other))
+    for name in EXTRA_DATA:
+        assert same_system(embedded_extra(run, (name,)), run)
+        with pytest.raises(ValueError, match="another system"):
+            embedded_extra(other, (name,))
+    joined = embedded_extra(run, tuple(EXTRA_DATA))
+    assert len(joined) == sum(len(load()) for load in EXTRA_DATA.values())

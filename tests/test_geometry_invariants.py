@@ -155,3 +155,24 @@ def test_loss_rejects_asymmetric_B_and_bad_files(tmp_path):
         AgentLosses.load(tmp_path / "bad.json")
     with pytest.raises(ValueError, match="does not exist"):
         AgentLosses.load(tmp_path / "missing.json")
+
+
+def test_nearest_atoms_match_brute_force_in_any_chunking(monkeypatch):
+    from agents import geometry
+
+    rng = np.random.default_rng(3)
+    box = 7.0
+    positions = rng.uniform(0, box, (5, 11, 3))
+    members, candidates = np.array([0, 4, 7, 10]), np.array([1, 2, 5, 9])
+    nearest, distance = geometry.nearest_atoms(positions, box, members, candidates)
+    for f in range(5):
+        for m, atom in enumerate(members):
+            r = [np.linalg.norm(minimum_image(positions[f, c] - positions[f, atom], box)) for c in candidates]
+            assert nearest[f, m] == candidates[int(np.argmin(r))]
+            assert distance[f, m] == pytest.approx(min(r), rel=1e-12)
+    monkeypatch.setattr(geometry, "PAIR_BUDGET", 16)  # one frame per chunk
+    chunked = geometry.nearest_atoms(positions, box, members, candidates)
+    np.testing.assert_array_equal(chunked[0], nearest)
+    np.testing.assert_array_equal(chunked[1], distance)
+    with pytest.raises(ValueError, match="no candidate"):
+        geometry.nearest_atoms(positions, box, members, [])

@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 from scipy.spatial.transform import Rotation
 
+from agents import geometry
 from agents.geometry import wrap
 from agents.units import ACCEL_EV_PER_AMU_A, EV_PER_AMU_A2_FS2, KB_EV_PER_K
-from experiments import analysis
 from experiments.analysis import (
     WAVENUMBER_PER_INV_FS,
     band_positions,
@@ -202,7 +202,7 @@ def test_min_pair_distance_across_the_boundary_in_chunks(monkeypatch):
     positions = rng.uniform(0, box, (6, 12, 3))
     positions[4, 3] = [0.05, 5.0, 5.0]
     positions[4, 9] = [box - 0.03, 5.02, 5.0]
-    monkeypatch.setattr(analysis, "PAIR_BUDGET", 100)  # 66 pairs per frame: one frame per chunk
+    monkeypatch.setattr(geometry, "PAIR_BUDGET", 100)  # 66 pairs per frame: one frame per chunk
     closest = min_pair_distance(positions, box)
     assert (closest.frame, closest.i, closest.j) == (4, 3, 9)
     assert closest.distance == pytest.approx(np.hypot(0.08, 0.02))

@@ -43,8 +43,8 @@ def register(subparsers, common) -> None:
     p = subparsers.add_parser("beyond", parents=[common],
                               help="own vs shared, radial vs many-body losses: fit, NVT/NVE runs, water observables vs CP2K")
     p.add_argument("--data", default=None, help="CP2K run (directory or input file; default: the embedded run)")
-    p.add_argument("--variants", default=None, help=f"comma-separated, of: {', '.join(VARIANTS)} (default: all that apply; the +probes one only to the "
-                        "embedded run's system)")
+    p.add_argument("--variants", default=None, help=f"comma-separated, of: {', '.join(VARIANTS)} (default: all that apply; the +probes and +active "
+                        "ones only to the embedded run's system)")
     p.add_argument("--steps", type=int, default=defaults.steps, help="NVT steps of 0.5 fs per variant (or per box)")
     p.add_argument("--stride", type=int, default=defaults.stride, help="fit on every STRIDE-th frame")
     p.add_argument("--every", type=int, default=defaults.every, help="collect the NVT run every EVERY steps")
