@@ -18,6 +18,7 @@ import pandas as pd
 from environment.forces import ForceEvaluator
 from experiments.outputs import Results
 from learning.contact_probes import read_probes
+from learning.cp2k.reader import portable_path
 from learning.scoring import relative_force_rmse
 
 
@@ -39,7 +40,7 @@ def contact_check(losses: dict, probes_dir) -> Results:
     """:func:`contact_energies` and the force RMSE of every loss on the probes of ``probes_dir``, with a figure."""
     probes, table, run = read_probes(probes_dir)
     energies = contact_energies(losses, probes, table, run)
-    summary = {"probes": str(probes_dir), "source": str(run.source), "count": len(table),
+    summary = {"probes": portable_path(probes_dir), "source": portable_path(run.source), "count": len(table),
                "force_relative_rmse": {name: relative_force_rmse(loss, probes) for name, loss in losses.items()},
                "energy_rmse_eV": {name: float(np.sqrt(np.mean((energies[f"{name}_eV"] - energies["dft_eV"]) ** 2)))
                                   for name in losses}}

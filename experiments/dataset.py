@@ -10,7 +10,7 @@ import pandas as pd
 
 from experiments.base import Experiment
 from experiments.outputs import Results
-from learning.cp2k.reader import read_trajectory
+from learning.cp2k.reader import portable_path, read_trajectory
 
 
 @dataclass
@@ -50,7 +50,7 @@ class DatasetExperiment(Experiment):
             axis.axvline(trajectory.times[start], color="grey", ls="--", lw=1)
         top.set_title(f"CP2K run: {len(trajectory)} frames, {trajectory.n_atoms} atoms (dashed: end of equilibration)")
         summary = {
-            "data": trajectory.source,
+            "data": portable_path(trajectory.source),
             "frames": len(trajectory),
             "atoms": trajectory.n_atoms,
             "box_A": trajectory.box,

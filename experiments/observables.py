@@ -26,7 +26,7 @@ from agents.species import species as make_species
 from environment.kinetics import kinetic_energy
 from experiments import analysis
 from experiments.outputs import Results, plain
-from learning.cp2k.reader import COMPRESSED, read_trajectory
+from learning.cp2k.reader import COMPRESSED, portable_path, read_trajectory
 from learning.labelled import VELOCITY_ASE_A_PER_FS
 
 #: Molecular pairs of the radial distribution functions.
@@ -255,7 +255,7 @@ def compute_observables(traj: TrajectoryData, reference_frames: int | None = Non
     symbols, positions, box, dt = traj.symbols, traj.positions, traj.box, traj.dt_fs
     counts = Counter(symbols)
     summary, missing, arrays = dict.fromkeys(OBSERVABLES), {}, {}
-    result = {"source": traj.source, "kind": traj.kind, "frames": traj.n_frames, "atoms": len(symbols),
+    result = {"source": portable_path(traj.source), "kind": traj.kind, "frames": traj.n_frames, "atoms": len(symbols),
               "species": dict(counts), "box_A": box, "dt_fs": dt, "duration_fs": traj.duration_fs,
               "summary": summary, "diffusion_fit_window_fs": None, "missing": missing, "arrays": arrays}
 

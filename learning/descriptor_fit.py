@@ -46,6 +46,7 @@ from agents.descriptors import DescriptorSet
 from agents.pair_wall import PairWall
 from agents.units import ACCEL_EV_PER_AMU_A
 from learning.regression import ORDERS, NormalEquations, design_matrix, parameter_columns
+from learning.cp2k.reader import portable_path
 from learning.selection import provenance
 from learning.splits import split_frames
 
@@ -569,5 +570,5 @@ def fit_descriptor_loss(trajectory, descriptors: DescriptorSet, form: str = "sha
         if extra is not None:
             equations = copy.deepcopy(equations)
             _add_extra(equations, extra, "train" in equations.energy, progress)
-    details = {} if extra is None else {"extra_data": {"data": extra.source, "frames": len(extra)}}
+    details = {} if extra is None else {"extra_data": {"data": portable_path(extra.source), "frames": len(extra)}}
     return with_provenance(trajectory, splits, fit(equations, order, ridges, energy_weight=energy_weight), **details)

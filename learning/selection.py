@@ -14,6 +14,7 @@ import numpy as np
 from tqdm import tqdm
 
 from environment.kinetics import kinetic_temperature
+from learning.cp2k.reader import portable_path
 from learning.splits import split_frames
 from agents.loss import AgentLosses
 from learning.regression import ORDERS, SpeciesData
@@ -135,7 +136,7 @@ def provenance(trajectory, splits, order, ridge, metrics, **extra) -> dict:
     from learning import __version__
 
     return {
-        "data": trajectory.source,
+        "data": portable_path(trajectory.source),
         "steps": [int(trajectory.steps[0]), int(trajectory.steps[-1])],
         "splits": {name: [int(trajectory.steps[idx[0]]), int(trajectory.steps[idx[-1]])]
                    for name, idx in splits.items() if len(idx)},

@@ -194,13 +194,14 @@ def test_fit_extra_adds_the_probes_and_records_them(tmp_path, capsys):
                      "--out", str(tmp_path / f"{name}.json"), "--no-progress"]) == 0
         fits[name] = json.loads((tmp_path / f"{name}.json").read_text())["provenance"]
     assert "extra_data" not in fits["plain"] and "extra" not in fits["plain"]["relative_rmse"]
-    assert fits["probes"]["extra_data"] == {"data": probes, "frames": 16}
+    assert fits["probes"]["extra_data"] == {"data": "learning/data/h2o-32/probes/probes.extxyz.xz", "frames": 16}
     assert set(fits["probes"]["relative_rmse"]["extra"]) == {"O", "H"}
     held_out = str(EMBEDDED_HELD_OUT / "probes.extxyz.xz")
     assert main(["fit", "--data", data, "--form", "shared", "--invariants", names, "--extra", probes, "--extra",
                  held_out, "--out", str(tmp_path / "both.json"), "--no-progress"]) == 0
     both = json.loads((tmp_path / "both.json").read_text())["provenance"]
-    assert both["extra_data"] == {"data": f"{probes},{held_out}", "frames": 32}
+    assert both["extra_data"] == {"data": "learning/data/h2o-32/probes/probes.extxyz.xz,"
+                                          "learning/data/h2o-32/probes-held-out/probes.extxyz.xz", "frames": 32}
     capsys.readouterr()
     assert main(["fit", "--data", data, "--invariants", "paper", "--extra", probes, "--out",
                  str(tmp_path / "paper.json"), "--no-progress"]) == 2

@@ -218,3 +218,14 @@ def test_cell_from_the_restart_file(tmp_path):
     (tmp_path / "tiny-1.restart").write_text(INPUT.format(cell="ABC [bohr] 12 12 12"))
     with pytest.raises(ValueError, match=r"tiny-1\.restart, line 13: .*\[bohr\]"):
         read_trajectory(tmp_path / "tiny.inp")
+
+
+def test_provenance_records_the_shipped_data_relative_to_the_project(tmp_path):
+    """portable_path: the embedded data as ``learning/data/...`` (the same on every machine); other paths and
+    labels as given."""
+    from learning.cp2k.reader import portable_path
+
+    assert portable_path(default_data_path()) == "learning/data/h2o-32/h2o-32.inp"
+    assert portable_path(str(tmp_path / "run.inp")) == str(tmp_path / "run.inp")
+    assert portable_path("runs/h2o.inp") == "runs/h2o.inp"
+    assert portable_path("shared/many-body NVT run") == "shared/many-body NVT run"

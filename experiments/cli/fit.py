@@ -14,6 +14,7 @@ from experiments.descriptor_selection import DescriptorSelectionExperiment
 from experiments.feature_selection import FeatureSelectionExperiment
 from experiments.outputs import plain
 from learning.contact_probes import EMBEDDED_HELD_OUT
+from learning.cp2k.reader import portable_path
 from learning.labelled import concatenate, read_labelled, write_labelled
 from learning.fitting import DEFAULT_CUTOFF, INVARIANTS, learn
 from learning.regression import ORDERS
@@ -36,7 +37,8 @@ def _fit(args) -> int:
     if not out.parent.exists():
         raise ValueError(f"--out {out}: the directory {out.parent} does not exist")
     trajectory = read_labelled(args.data, args.dt)
-    extra = None if not args.extra else concatenate([read_labelled(path) for path in args.extra], ",".join(args.extra))
+    extra = None if not args.extra else concatenate([read_labelled(path) for path in args.extra],
+                                                    ",".join(portable_path(path) for path in args.extra))
     losses = learn(trajectory, args.form, args.invariants, args.order, args.cutoff, args.ridge,
                    args.energy_weight, extra, progress=not args.no_progress)
     losses.save(out)

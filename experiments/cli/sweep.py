@@ -12,6 +12,7 @@ from experiments.cli.options import positive_float, writable_directory
 from experiments.inputs import learn_losses
 from experiments.outputs import write_json
 from experiments.sweep import run_sweep, water_member
+from learning.cp2k.reader import portable_path
 from learning.labelled import read_labelled
 
 #: Short names accepted by ``--param``.
@@ -77,7 +78,7 @@ def _sweep(args) -> int:
     frame = int(round(0.2 * len(trajectory))) if args.frame is None else args.frame
     if not 0 <= frame < len(trajectory):
         raise ValueError(f"--frame {frame}: {trajectory.source} has frames 0-{len(trajectory) - 1}")
-    setup = {"data": trajectory.source, "frame": frame}
+    setup = {"data": portable_path(trajectory.source), "frame": frame}
     if (out / "sweep.json").exists() and json.loads((out / "sweep.json").read_text()) != setup:
         raise ValueError(f"--out {out}: holds a sweep from {(out / 'sweep.json').read_text().strip()}, "
                          f"not {setup}; use a new --out")

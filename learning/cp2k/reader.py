@@ -38,6 +38,23 @@ _STEP = re.compile(r"\bi\s*=\s*(-?\d+)")
 _TIME = re.compile(r"\btime\s*=\s*([-+0-9.eE]+)")
 
 
+#: The project's root (the folder that holds ``learning/``): paths inside it are recorded relative to it.
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+def portable_path(path) -> str:
+    """``path`` as provenance and summaries record it: an absolute path inside the project (the data
+    shipped in ``learning/data``) relative to :data:`PROJECT_ROOT`, the same on every machine; anything
+    else as given."""
+    text = str(path)
+    if Path(text).is_absolute():
+        try:
+            return str(Path(text).resolve().relative_to(PROJECT_ROOT))
+        except ValueError:
+            pass
+    return text
+
+
 def default_data_path() -> Path:
     """The embedded default run: 32 waters, CP2K 2023.1 DFT (see ``learning/data/h2o-32/README.md``)."""
     return Path(__file__).resolve().parents[1] / "data" / "h2o-32" / "h2o-32.inp"
