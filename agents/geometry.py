@@ -53,7 +53,7 @@ def unwrap(positions: np.ndarray, box: float) -> np.ndarray:
     return np.concatenate([positions[:1], positions[:1] + np.cumsum(steps, axis=0)], axis=0)
 
 
-def frame_chunks(n_frames: int, per_frame: int) -> list[slice]:
+def _frame_chunks(n_frames: int, per_frame: int) -> list[slice]:
     """Slices of frames holding at most :data:`PAIR_BUDGET` values of ``per_frame`` each (at least one frame)."""
     step = max(1, PAIR_BUDGET // max(per_frame, 1))
     return [slice(start, min(start + step, n_frames)) for start in range(0, n_frames, step)]
@@ -68,7 +68,7 @@ def pair_distances(positions: np.ndarray, box: float, first: np.ndarray, second:
         (frames, r): a slice of frames and their distances (n_chunk, n_pairs) in angstrom.
     """
     coordinates = np.ascontiguousarray(np.moveaxis(positions, -1, 0))  # (3, F, N)
-    for frames in frame_chunks(len(positions), len(first)):
+    for frames in _frame_chunks(len(positions), len(first)):
         squared = np.zeros((frames.stop - frames.start, len(first)))
         for x in coordinates[:, frames]:
             squared += minimum_image(x[:, second] - x[:, first], box) ** 2
