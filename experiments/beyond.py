@@ -34,14 +34,15 @@ from experiments.base import LearnedLossExperiment
 from experiments.observables import TOLERANCES, from_cp2k, observe
 from experiments.outputs import Results
 from experiments.water import MIN_FRAMES, collected_trajectory, heating_rate, run_or_stop
-from learning.contact_probes import EMBEDDED, EMBEDDED_ACTIVE_LEARNING, read_probes
+from learning.contact_probes import EMBEDDED, EMBEDDED_ACTIVE_LEARNING
 from learning.cp2k.reader import read_trajectory
 from learning.fitting import learn
 from learning.labelled import concatenate, read_labelled, same_system
 
-#: Embedded CP2K single points of the h2o-32 system that a variant may add to its training rows.
+#: Embedded CP2K single points of the h2o-32 system that a variant may add to its training rows (the labelled
+#: frames alone: :func:`learning.contact_probes.read_probes` would read the source run as well).
 EXTRA_DATA = {
-    "probes": lambda: read_probes(EMBEDDED)[0],
+    "probes": lambda: read_labelled(EMBEDDED / "probes.extxyz.xz"),
     "probes-1.45": lambda: read_labelled(EMBEDDED_ACTIVE_LEARNING / "probes-1.45.extxyz.xz"),
     "failure-frames": lambda: read_labelled(EMBEDDED_ACTIVE_LEARNING / "failure-frames.extxyz.xz"),
 }
@@ -152,7 +153,7 @@ def embedded_extra(trajectory, names=("probes",)):
 def default_variants(trajectory) -> tuple[str, ...]:
     """Every variant of :data:`VARIANTS` that applies to ``trajectory``: those with embedded extra frames
     only for the system they were computed for (the embedded h2o-32 run, or more steps of it)."""
-    extra_applies = same_system(read_probes(EMBEDDED)[0], trajectory)
+    extra_applies = same_system(EXTRA_DATA["probes"](), trajectory)
     return tuple(name for name, how in VARIANTS.items() if extra_applies or not how.extra)
 
 

@@ -26,18 +26,18 @@ from tqdm import tqdm
 
 from agents.geometry import displacement, minimum_image, nearest_atoms
 from learning.cp2k.inputs import MDSettings, md_input, write_input
-from learning.cp2k.reader import Trajectory, read_trajectory
+from learning.cp2k.reader import Trajectory, default_data_path, read_trajectory
 from learning.cp2k.run import run_cp2k
 from learning.labelled import concatenate, read_labelled, write_labelled
 
 #: The probes shipped with the project, single points of the embedded h2o-32 run (README, "Contact probes"):
 #: 16 for training (the closest O-O pair of frames 150-450 pushed to 2.25-1.6 angstrom) ...
-EMBEDDED = Path(__file__).parent / "data" / "h2o-32" / "probes"
+EMBEDDED = default_data_path().parent / "probes"
 #: ... and 16 held out (two pairs each of frames 200 and 400, pushed to 2.1-1.5 angstrom).
-EMBEDDED_HELD_OUT = Path(__file__).parent / "data" / "h2o-32" / "probes-held-out"
+EMBEDDED_HELD_OUT = default_data_path().parent / "probes-held-out"
 #: Round 1 of active learning on the embedded run: the training pairs pushed on to 1.45 angstrom
 #: (``probes-1.45``) and CP2K labels of the last frames of a learned run that failed (``failure-frames``).
-EMBEDDED_ACTIVE_LEARNING = Path(__file__).parent / "data" / "h2o-32" / "active-learning"
+EMBEDDED_ACTIVE_LEARNING = default_data_path().parent / "active-learning"
 #: The project name of every probe's CP2K run; its wavefunction file seeds the next probe's SCF.
 PROJECT = "probe"
 #: Default probe distances (angstrom): from just below the closest O-O contact of liquid water
