@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 
@@ -25,7 +26,26 @@ def read_json(path) -> dict:
 
 
 def write_json(path, data: dict) -> Path:
-    """``data`` as indented JSON; floats at ``repr`` precision, so reading it back is bit-exact."""
+    """``data`` as indented JSON; floats at ``repr`` precision, so reading it back is bit-exact.  Plain JSON only
+    (it has no NaN or infinity): in ``data["provenance"]`` (scores, condition numbers) they are written as null;
+    anywhere else, in a loss's coefficients, they are a ``ValueError`` naming the file, and nothing is written."""
     path = Path(path)
-    path.write_text(json.dumps(data, indent=1) + "\n")
+    if "provenance" in data:
+        data = {**data, "provenance": _finite_or_null(data["provenance"])}
+    try:
+        text = json.dumps(data, indent=1, allow_nan=False)
+    except ValueError as err:
+        raise ValueError(f"{path}: {err} (a loss's coefficients must be finite)") from None
+    path.write_text(text + "\n")
     return path
+
+
+def _finite_or_null(value):
+    """``value`` with every NaN or infinite float (in nested dicts and lists) replaced by None."""
+    if isinstance(value, dict):
+        return {k: _finite_or_null(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite_or_null(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value

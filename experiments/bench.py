@@ -61,6 +61,8 @@ MODES = ("minimum-image", "cutoff")
 SETUPS = ("paper-all-pairs", "paper-cutoff", "many-body-own", "many-body-shared")
 #: The OpenMM references of ``--compare openmm``: flexible TIP3P-FB with PME, with reaction field.
 REFERENCES = ("openmm-pme", "openmm-rf")
+#: The set-up the many-body model is timed beside (``mld bench --invariants many-body``): the paper's.
+PAPER_REFERENCE = "paper-all-pairs"
 #: The mld set-ups that ``--compare openmm`` times by default.
 COMPARED = ("paper-all-pairs", "paper-cutoff", "many-body-shared")
 #: Largest system timed with all-pairs sums (its cost grows as N^2).
@@ -370,18 +372,29 @@ def benchmark(sizes, setups, steps: int = 1000, blocks: int = 1, cutoff: float =
 def run_benchmark(sizes, modes, steps: int = 1000, cutoff: float = 6.0, engine: str = "numba",
                   threads: int | None = None, invariants: str = "paper", form: str = "own", blocks: int = 1,
                   memory: bool = False) -> dict:
-    """``mld bench``: the paper's model in ``modes``, or the many-body model in ``form`` (see :func:`benchmark`)."""
+    """``mld bench``: the paper's model in ``modes``, or the many-body model in ``form`` (see :func:`benchmark`).
+
+    The many-body model runs beside the paper's (``paper-all-pairs``, the paper's setup) in alternating blocks
+    of one process, and its rows gain ``vs_paper``: ns per atom-step over the paper model's at the same size.
+    """
     if set(modes) - set(MODES):
         raise ValueError(f"--modes must be among {MODES}, got {modes}")
     if invariants not in ("paper", "many-body") or form not in ("own", "shared"):
         raise ValueError(f"--invariants must be paper or many-body and --form own or shared, got {invariants}, {form}")
     if invariants == "paper" and form != "own":
         raise ValueError("--form shared needs --invariants many-body (the paper's losses are own-form)")
-    if invariants == "many-body":
-        setups, cutoff = [f"many-body-{form}"], DEFAULT_CUTOFF  # the descriptors carry their own cutoffs
+    if invariants == "many-body":  # the descriptors carry their own cutoffs
+        setups, cutoff = [PAPER_REFERENCE, f"many-body-{form}"], DEFAULT_CUTOFF
     else:
         setups = [{"minimum-image": "paper-all-pairs", "cutoff": "paper-cutoff"}[mode] for mode in modes]
     report = benchmark(sizes, setups, steps, blocks, cutoff, engine, threads, memory=memory)
+    if invariants == "many-body":
+        paper = {row["waters"]: row["ns_per_atom_step"] for row in report["results"] if row["setup"] == PAPER_REFERENCE}
+        for row in report["results"]:
+            if row["setup"] != PAPER_REFERENCE and row["waters"] in paper:
+                row["vs_paper"] = row["ns_per_atom_step"] / paper[row["waters"]]
+                print(f"{row['waters']} waters, {row['label']}: {row['vs_paper']:.2f}x the paper model's time per "
+                      f"atom-step", file=sys.stderr)
     report["paper"] = {"waters": 128, "seconds_per_1000_steps": 20.0, "machine": "AMD Ryzen 9 7950X (16 cores)"}
     return report
 

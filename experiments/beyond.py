@@ -27,6 +27,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from agents.validation import count
 from environment.integrators import VelocityVerlet
 from environment.model import MolecularModel
 from environment.thermostats import NoseHooverChain
@@ -127,15 +128,17 @@ def loss_file_name(variant: str) -> str:
     return "losses_" + variant.replace("/", "_") + ".json"
 
 
-def fit_variant(trajectory, variant: str, stride: int = 4, cache: dict | None = None):
+def fit_variant(trajectory, variant: str, stride: int = 4, cache: dict | None = None, progress: bool = False):
     """The quadratic loss of ``variant`` (a key of :data:`VARIANTS`) learned from every ``stride``-th frame
     (and the variant's embedded extra frames).  ``cache``: a dict, one per ``trajectory`` and ``stride``, in
     which variants that differ only in their extra frames share the equations of the run's frames
     (:func:`learning.fitting.learn`); the losses are the same bits as without it."""
+    if variant not in VARIANTS:
+        raise ValueError(f"--variant must be one of {', '.join(VARIANTS)}, got {variant!r}")
     how = VARIANTS[variant]
     extra = embedded_extra(trajectory, how.extra) if how.extra else None
-    return learn(trajectory.frames(slice(None, None, stride)), how.form, how.invariants, "quadratic",
-                 cutoff=how.cutoff, extra=extra, cache=cache)
+    return learn(trajectory.frames(slice(None, None, count("--stride", stride))), how.form, how.invariants,
+                 "quadratic", cutoff=how.cutoff, extra=extra, progress=progress, cache=cache)
 
 
 def embedded_extra(trajectory, names=("probes",)):

@@ -379,7 +379,8 @@ class DescriptorEquations:
 
     def energy_rmse(self, order: str, theta: dict, split: str, train: str = "train") -> dict[str, float]:
         """Energy RMSE on ``split`` (shared form), the constant fitted on ``train``: ``eV_per_atom`` and
-        ``relative`` (to the standard deviation of E over the split's frames)."""
+        ``relative`` (to the standard deviation of E over the split's frames; None where E does not vary
+        there, e.g. a split of one frame, so that the loss JSON stays plain JSON)."""
         cols = self.columns(order)
         t = theta["joint"]
         sums = self.energy[split]
@@ -389,7 +390,7 @@ class DescriptorEquations:
         sse = t @ xx @ t + 2 * c * (t @ x) - 2 * t @ sums.xy[cols] + sums.n * c * c - 2 * c * sums.y + sums.yy
         rmse = np.sqrt(max(sse, 0.0) / sums.n)
         spread = sums.energy_spread
-        return {"eV_per_atom": float(rmse / sums.atoms), "relative": float(rmse / spread) if spread > 0 else np.inf}
+        return {"eV_per_atom": float(rmse / sums.atoms), "relative": float(rmse / spread) if spread > 0 else None}
 
     def relative_rmse(self, order: str, theta: dict, split: str) -> dict[str, float]:
         """Relative force RMSE (5.2) per species on ``split`` (the wall included in the prediction)."""

@@ -94,3 +94,44 @@ def test_fit_a_descriptor_loss_evaluate_and_simulate_it(form, tmp_path, capsys):
 def test_auto_selection_is_for_the_papers_losses(capsys):
     code, _, err = run_cli(capsys, "fit", "--form", "shared", "--out", "unused.json", "--no-progress")
     assert code == 2 and "--invariants auto" in err
+
+
+def test_fit_a_named_variant_as_mld_beyond_does(tmp_path, capsys):
+    import numpy as np
+
+    from agents.descriptor_loss import DescriptorLoss
+    from experiments.beyond import fit_variant
+    from learning.cp2k.reader import read_trajectory
+    from learning.labelled import read_labelled, write_labelled
+
+    data = write_labelled(read_trajectory().frames(slice(0, None, 16)), tmp_path / "every16.xyz")
+    path = tmp_path / "variant.json"
+    code, _, _ = run_cli(capsys, "fit", "--data", str(data), "--variant", "shared/radial", "--stride", "3",
+                         "--out", str(path), "--no-progress")
+    assert code == 0
+    loss = DescriptorLoss.load(path)
+    expected = fit_variant(read_labelled(data), "shared/radial", stride=3)
+    assert loss.form == "shared" and loss.descriptors.names == expected.descriptors.names
+    steps = read_labelled(data).steps
+    assert loss.provenance["steps"] == [int(steps[0]), int(steps[::3][-1])] and steps[::3][-1] != steps[-1]
+    for s in ("O", "H"):
+        np.testing.assert_array_equal(loss.A[s], expected.A[s])
+        np.testing.assert_array_equal(loss.B[s], expected.B[s])
+    code, _, err = run_cli(capsys, "fit", "--variant", "shared/radial", "--cutoff", "4", "--out", str(path))
+    assert code == 2 and "leave out --cutoff" in err
+    code, _, err = run_cli(capsys, "fit", "--variant", "shared/radial", "--stride", "0", "--out", str(path))
+    assert code == 2 and "--stride must be an integer >= 1" in err
+
+
+def test_a_split_of_one_frame_has_no_relative_energy_error_and_the_loss_stays_plain_json(tmp_path, capsys):
+    from learning.cp2k.reader import read_trajectory
+    from learning.labelled import write_labelled
+
+    data = write_labelled(read_trajectory().frames(slice(0, None, 80)), tmp_path / "every80.xyz")
+    path = tmp_path / "shared.json"
+    code, out, _ = run_cli(capsys, "fit", "--data", str(data), "--form", "shared", "--invariants", DESCRIPTORS,
+                           "--order", "linear", "--out", str(path), "--no-progress")
+    assert code == 0
+    energy = json.loads(out)["energy_rmse"]
+    assert energy["test"]["relative"] is None and energy["test"]["eV_per_atom"] > 0  # one test frame: no spread
+    json.loads(path.read_text(), parse_constant=lambda name: pytest.fail(f"{name} in the loss JSON"))

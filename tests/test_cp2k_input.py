@@ -19,6 +19,7 @@ from learning.cp2k.run import (
     CP2KError,
     _continuation,
     _keyword,
+    _plan,
     abort_message,
     find_executable,
     run_cp2k,
@@ -190,6 +191,31 @@ def test_run_refuses_to_mix_a_fresh_run_with_old_output(tmp_path):
         run_cp2k(tmp_path)
     with pytest.raises(ValueError, match="no restart file"):
         run_cp2k(tmp_path, restart=True)
+
+
+def restart_text(step: int) -> str:
+    """A complete CP2K restart file, as far as the continuation reads it."""
+    return (f"&GLOBAL\n PROJECT_NAME w\n&END GLOBAL\n&MOTION\n &MD\n  STEP_START_VAL {step}\n &END MD\n&END MOTION\n"
+            "&FORCE_EVAL\n METHOD QS\n&END FORCE_EVAL\n&EXT_RESTART\n&END EXT_RESTART\n")
+
+
+def test_a_restart_file_cut_short_continues_from_its_backup_or_stops_leaving_the_outputs(tmp_path):
+    settings = MDSettings(project="w", steps=20)
+    text = md_input(SYMBOLS, POSITIONS, 5.0, settings=settings).render()
+    assert _keyword(text, "MOTION/PRINT/RESTART", ("BACKUP_COPIES",)) == "1"  # the writer keeps one backup
+    (tmp_path / "w.inp").write_text(text)
+    ener = tmp_path / "w-1.ener"
+    ener.write_text("".join(f"{k} {0.5 * k} 0 0 0 0 0\n" for k in range(9)))
+    cut = restart_text(8)[:40]  # CP2K killed while writing step 8's restart file
+    (tmp_path / "w-1.restart").write_text(cut)
+    with pytest.raises(ValueError, match="w-1.restart is cut short.*no complete backup.*outputs are left"):
+        run_cp2k(tmp_path, restart=True)
+    assert ener.read_text().count("\n") == 9 and (tmp_path / "w-1.restart").read_text() == cut
+    (tmp_path / "w-1.restart.bak-2").write_text(restart_text(6))
+    (tmp_path / "w-1.restart.bak-1").write_text(restart_text(7))
+    with pytest.warns(UserWarning, match="cut short.*continuing from its backup w-1.restart.bak-1"):
+        assert _plan(tmp_path / "w.inp", True, None) == ("w", 7, 13)  # the newest backup: step 7, 13 to go
+    assert (tmp_path / "w-1.restart").read_text() == restart_text(7)
 
 
 def test_continuation_input_sets_steps_and_ext_restart():

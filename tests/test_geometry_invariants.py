@@ -143,6 +143,13 @@ def test_loss_json_round_trip_is_bit_exact(tmp_path):
     assert loaded["O"].invariants == invariants
     assert np.array_equal(loaded["O"].A, losses["O"].A) and np.array_equal(loaded["O"].B, losses["O"].B)
     assert loaded.provenance == {"note": "test"}
+    losses.provenance["condition_numbers"] = {"O": float("inf")}  # JSON has no infinity: null in the provenance
+    assert AgentLosses.load(losses.save(tmp_path / "inf.json")).provenance["condition_numbers"] == {"O": None}
+    assert "Infinity" not in (tmp_path / "inf.json").read_text()
+    losses["O"].A[0, 0] = np.nan  # and an error, naming the file, in the coefficients: nothing written
+    with pytest.raises(ValueError, match="nan.json.*coefficients must be finite"):
+        losses.save(tmp_path / "nan.json")
+    assert not (tmp_path / "nan.json").exists()
 
 
 def test_loss_rejects_asymmetric_B_and_bad_files(tmp_path):

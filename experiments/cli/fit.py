@@ -8,6 +8,8 @@ import warnings
 from pathlib import Path
 
 from agents.loss_file import load_losses
+from agents.validation import count
+from experiments.beyond import VARIANTS, fit_variant
 from experiments.cli.options import non_negative_float, positive_float, writable_directory
 from experiments.contact_check import contact_check
 from experiments.descriptor_selection import DescriptorSelectionExperiment
@@ -36,11 +38,22 @@ def _fit(args) -> int:
     out = Path(args.out)
     if not out.parent.exists():
         raise ValueError(f"--out {out}: the directory {out.parent} does not exist")
+    stride = count("--stride", args.stride)
     trajectory = read_labelled(args.data, args.dt)
-    extra = None if not args.extra else concatenate([read_labelled(path) for path in args.extra],
-                                                    ",".join(portable_path(path) for path in args.extra))
-    losses = learn(trajectory, args.form, args.invariants, args.order, args.cutoff, args.ridge,
-                   args.energy_weight, extra, progress=not args.no_progress)
+    if args.variant is not None:
+        given = [name for name, value in (("--form", args.form), ("--invariants", args.invariants),
+                                          ("--cutoff", args.cutoff), ("--order", args.order),
+                                          ("--ridge", args.ridge), ("--extra", args.extra)) if value]
+        if given or args.energy_weight:
+            raise ValueError(f"--variant {args.variant} sets the form, invariants, cutoff and extra data of the "
+                             f"fit itself; leave out {', '.join(given) or '--energy-weight'}")
+        losses = fit_variant(trajectory, args.variant, stride, progress=not args.no_progress)
+    else:
+        extra = None if not args.extra else concatenate([read_labelled(path) for path in args.extra],
+                                                        ",".join(portable_path(path) for path in args.extra))
+        losses = learn(trajectory.frames(slice(None, None, stride)), args.form or "own", args.invariants or "auto",
+                       args.order or "quadratic", args.cutoff, args.ridge, args.energy_weight, extra,
+                       progress=not args.no_progress)
     losses.save(out)
     printed = {"out": str(out), "metrics": losses.provenance["metrics"]}
     if "energy_rmse" in losses.provenance:
@@ -159,17 +172,23 @@ def _energy_option(parser) -> None:
 def register(subparsers, common) -> None:
     p = subparsers.add_parser("fit", parents=[common], help="learn the agent losses (eq. 5.1) and save them as JSON")
     _data_options(p)
-    p.add_argument("--form", choices=["own", "shared"], default="own",
+    p.add_argument("--variant", choices=list(VARIANTS),
+                   help="fit a named variant of `mld beyond` (form, invariants, cutoff and embedded extra data), "
+                        "e.g. shared/many-body+active, the default loss of large boxes; `mld beyond` fits them "
+                        "with --stride 4")
+    p.add_argument("--stride", type=int, default=1,
+                   help="learn from every N-th frame of the data (default 1: all; the splits are taken after it)")
+    p.add_argument("--form", choices=["own", "shared"], default=None,
                    help="own: each agent descends its own loss (the paper, the default); shared: every agent "
                         "descends the sum of all losses (conservative: Newton's third law, energy)")
-    p.add_argument("--invariants", default="auto",
+    p.add_argument("--invariants", default=None,
                    help=f"one of {', '.join(INVARIANTS)}, or NAME,NAME,... (weight functions, or descriptors such "
                         "as O:gauss(s=2,rc=4.5) and OH:angle(eta=0.3,zeta=2,lambda=+1,rc=3.5)); default auto: "
                         "backward elimination to 7 per species (own form, no cutoff)")
     p.add_argument("--cutoff", type=positive_float,
                    help=f"cutoff r_c (angstrom) of the invariants: makes a descriptor loss valid in any box >= 2 r_c "
                         f"(default: none for the paper's own form, {DEFAULT_CUTOFF} otherwise)")
-    p.add_argument("--order", choices=ORDERS, default="quadratic", help="default: quadratic")
+    p.add_argument("--order", choices=ORDERS, default=None, help="default: quadratic")
     p.add_argument("--ridge", type=float, default=None,
                    help=f"ridge penalty (default: {DEFAULT_RIDGE} for the paper's losses on the column-scaled "
                         "problem; for descriptor losses chosen on the validation split)")

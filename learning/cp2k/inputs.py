@@ -243,8 +243,8 @@ def _motion(motion: Section, settings: MDSettings) -> None:
     printed = motion.add("PRINT")
     for name in ("TRAJECTORY", "VELOCITIES", "FORCES", "RESTART"):
         key = printed.add(name)
-        if name == "RESTART":
-            key.keywords["BACKUP_COPIES"] = 0
+        if name == "RESTART":  # one backup: a run killed while writing its restart file continues from it
+            key.keywords["BACKUP_COPIES"] = 1
         key.add("EACH", MD=settings.print_every)
     printed.add("RESTART_HISTORY", "OFF")
 

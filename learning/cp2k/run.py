@@ -7,7 +7,11 @@ progress bar (stderr) following the ``.ener`` file.
 through ``&EXT_RESTART`` (that input, with the new STEPS, is saved as ``<input stem>-continue.cp2k``).
 The step count goes on and CP2K appends to the same ``-pos-1.xyz``, ``-vel-1.xyz``, ``-frc-1.xyz``
 and ``-1.ener`` files without repeating the restart step.  Those files are first trimmed to the
-restart step, so frames that a killed run wrote after its last restart file are not duplicated.
+restart step, so frames that a killed run wrote after its last restart file are not duplicated.  A run
+killed while CP2K was writing its restart file leaves that file cut short: the continuation then starts
+from the newest complete backup CP2K kept of it (``<project>-1.restart.bak-N``, written by
+``BACKUP_COPIES`` in ``MOTION/PRINT/RESTART``; :mod:`learning.cp2k.inputs` keeps one), copied over
+the cut file, with a warning; with none, it stops with an error and leaves every output as it is.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import os
 import re
 import shutil
 import subprocess
+import warnings
 from pathlib import Path
 
 from tqdm import tqdm
@@ -106,7 +111,7 @@ def _plan(input_path: Path, restart: bool, steps: int | None) -> tuple[str, int,
     project = _keyword(text, "GLOBAL", ("PROJECT", "PROJECT_NAME")) or "PROJECT"
     target = int(_keyword(text, "MOTION/MD", ("STEPS",)) or DEFAULT_STEPS)
     if restart:
-        return (project, *_continue_steps(input_path.parent / f"{project}-1.restart", target, steps))
+        return (project, *_continue_steps(_restart_file(input_path.parent, project), target, steps))
     if steps is not None:
         raise ValueError("steps applies to a continuation (restart=True); set STEPS in the input")
     if any(output.exists() for output in _outputs(input_path.parent, project)):
@@ -194,26 +199,54 @@ def _keyword(text: str, section: str, names: tuple[str, ...]) -> str | None:
     return None
 
 
-def _keyword_lines(lines: list[str]):
-    """Yield ``(line index, section path, KEY, value)`` for every keyword line of a CP2K input."""
-    stack: list[str] = []
+def _keyword_lines(lines: list[str], stack: list[str] | None = None):
+    """Yield ``(line index, section path, KEY, value)`` for every keyword line of a CP2K input; ``stack``
+    (a list, if given) ends holding the sections left open when the lines run out."""
+    stack = [] if stack is None else stack
     for index, line in enumerate(lines):
         words = re.split(r"[#!]", line, maxsplit=1)[0].split(None, 1)
         if not words:
             continue
         head = words[0].upper()
         if head.startswith("&END"):
-            stack.pop()
+            if stack:
+                stack.pop()
         elif head.startswith("&"):
             stack.append(head[1:])
         else:
             yield index, "/".join(stack), head, words[1].strip() if len(words) > 1 else ""
 
 
+def _complete_restart(path: Path) -> bool:
+    """Whether the CP2K restart file ``path`` was written to its end: every section closed, with
+    ``MOTION/MD/STEP_START_VAL`` and ``FORCE_EVAL`` in it (a run killed while writing it leaves it cut short)."""
+    stack: list[str] = []
+    found = {(section, key) for _, section, key, _ in _keyword_lines(path.read_text(errors="replace").splitlines(), stack)}
+    return not stack and ("MOTION/MD", "STEP_START_VAL") in found and any(s.startswith("FORCE_EVAL") for s, _ in found)
+
+
+def _restart_file(run_dir: Path, project: str) -> Path:
+    """``<project>-1.restart``, complete: where a killed run left it cut short, its newest complete backup
+    (``.bak-1``, ``.bak-2``, ...) is copied over it first, with a warning."""
+    restart = run_dir / f"{project}-1.restart"
+    if not restart.exists():
+        raise ValueError(f"cannot continue: no restart file {restart}")
+    if _complete_restart(restart):
+        return restart
+    backups = sorted(run_dir.glob(f"{restart.name}.bak-*"), key=lambda p: p.name.rsplit("-", 1)[1].zfill(9))
+    backup = next((b for b in backups if _complete_restart(b)), None)
+    if backup is None:
+        raise ValueError(f"cannot continue: {restart} is cut short (CP2K was stopped while writing it) and there is "
+                         "no complete backup of it (BACKUP_COPIES in MOTION/PRINT/RESTART keeps them); the run's "
+                         "outputs are left as they are")
+    warnings.warn(f"{restart} is cut short (CP2K was stopped while writing it): continuing from its backup "
+                  f"{backup.name}, an earlier step", stacklevel=4)
+    shutil.copyfile(backup, restart)
+    return restart
+
+
 def _continue_steps(restart_file: Path, target: int, steps: int | None) -> tuple[int, int]:
     """``(restart step, steps to run)``: ``steps``, or those left to reach step ``target``."""
-    if not restart_file.exists():
-        raise ValueError(f"cannot continue: no restart file {restart_file}")
     start = int(_keyword(restart_file.read_text(), "MOTION/MD", ("STEP_START_VAL",)) or 0)
     n_steps = target - start if steps is None else steps
     if n_steps <= 0:
