@@ -18,7 +18,7 @@ import numpy as np
 from scipy import ndimage, signal
 
 from agents.geometry import displacement, nearest_atoms, pair_distances
-from agents.validation import positive
+from agents.validation import count, positive
 from environment.kinetics import degrees_of_freedom, kinetic_temperature
 
 #: 1/fs in cm^-1 (10^15 / c with c in cm/s).
@@ -302,6 +302,23 @@ def first_peak(r, g, smoothing: float = 0.04, fraction: float = 0.5) -> tuple[fl
     stretch = above[: gaps[0] + 1] if gaps.size else above
     peak = stretch[np.argmax(g[stretch])]
     return float(r[peak]), float(g[peak])
+
+
+def first_peak_over_windows(symbols, positions, box, window_frames: int, pair: tuple[str, str] = ("O", "O"),
+                            bin_width: float = 0.02) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The first peak of g_AB(r) (:func:`first_peak` of :func:`rdf`) over consecutive windows of
+    ``window_frames`` frames, the last incomplete window dropped: how the structure drifts in a run, e.g.
+    as a liquid relaxes from its start, seen at the resolution of a reference run as long as one window.
+
+    Returns:
+        (W,) the first frame of each window; (W,) peak positions (angstrom); (W,) peak heights.
+    """
+    positions, _ = _as_frames(positions)
+    window_frames = count("window_frames", window_frames)
+    starts = np.arange(0, len(positions) - window_frames + 1, window_frames)
+    peaks = np.array([first_peak(*rdf(symbols, positions[s:s + window_frames], box, pair, bin_width)[:2])
+                      for s in starts]).reshape(-1, 2)
+    return starts, peaks[:, 0], peaks[:, 1]
 
 
 def rdf_difference(r, g, r_reference, g_reference) -> float:

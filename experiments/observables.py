@@ -44,11 +44,16 @@ DIFFUSION_FIT_START_FS = 1000.0
 DIFFUSION_MIN_LAG_FS = 2000.0
 #: Fewest frames for a spectrum.
 MIN_SPECTRUM_FRAMES = 8
+#: Without a reference, g_OO's first peak is followed over this many consecutive windows of the run.
+STRUCTURE_WINDOWS = 4
 
 #: Observables of the summary: key -> (description, unit).
 OBSERVABLES = {
     **{f"g_{a}{b}_peak_{name}": (f"g_{a}{b} first peak {what} (g smoothed over 0.04 Å)", unit)
        for a, b in PAIRS for name, what, unit in (("r_A", "position", "Å"), ("height", "height", ""))},
+    **{f"g_OO_peak_height_{end}_window": (f"g_OO first peak height over the run's {end} window (as long as the "
+                                          "reference, or a quarter of the run without one)", "")
+       for end in ("first", "last")},
     "oh_bond_mean_A": ("O-H bond length, mean", "Å"),
     "oh_bond_std_A": ("O-H bond length, standard deviation", "Å"),
     "hoh_angle_mean_deg": ("H-O-H angle, mean", "deg"),
@@ -248,16 +253,19 @@ def compute_observables(traj: TrajectoryData, reference_frames: int | None = Non
     Returns:
         dict with the run's ``source``, ``kind``, ``frames``, ``atoms``, ``species`` (counts),
         ``box_A``, ``dt_fs``, ``duration_fs``; ``summary`` (every key of :data:`OBSERVABLES`, None
-        where missing), ``diffusion_fit_window_fs``, ``closest_pair``; ``missing`` (key ->
-        reason, and whether the run is too short); ``arrays`` (curves for tables and figures:
-        ``rdf``, ``angles``, ``bonds``, ``vdos``, ``msd``, ``temperatures``).
+        where missing), ``diffusion_fit_window_fs``, ``structure_window_frames`` (g_OO's first peak
+        is followed over windows of ``reference_frames`` frames, or quarters of the run),
+        ``closest_pair``; ``missing`` (key -> reason, and whether the run is too short); ``arrays``
+        (curves for tables and figures: ``rdf``, ``structure``, ``angles``, ``bonds``, ``vdos``,
+        ``msd``, ``temperatures``).
     """
     symbols, positions, box, dt = traj.symbols, traj.positions, traj.box, traj.dt_fs
     counts = Counter(symbols)
     summary, missing, arrays = dict.fromkeys(OBSERVABLES), {}, {}
     result = {"source": portable_path(traj.source), "kind": traj.kind, "frames": traj.n_frames, "atoms": len(symbols),
               "species": dict(counts), "box_A": box, "dt_fs": dt, "duration_fs": traj.duration_fs,
-              "summary": summary, "diffusion_fit_window_fs": None, "missing": missing, "arrays": arrays}
+              "summary": summary, "diffusion_fit_window_fs": None, "structure_window_frames": None, "missing": missing,
+              "arrays": arrays}
 
     # structure
     arrays["rdf"] = {}
@@ -269,6 +277,10 @@ def compute_observables(traj: TrajectoryData, reference_frames: int | None = Non
         r, g, n = analysis.rdf(symbols, positions, box, (a, b), RDF_BIN_A)
         arrays["rdf"][a + b] = {"r": r, "g": g, "n": n}
         summary[keys[0]], summary[keys[1]] = analysis.first_peak(r, g)
+    if "OO" in arrays["rdf"]:
+        _structure_over_time(traj, reference_frames, result)
+    else:
+        _skip(missing, ("g_OO_peak_height_first_window", "g_OO_peak_height_last_window"), "too few O atoms for g_OO")
     if counts["O"] and counts["H"]:
         water = analysis.water_structure(symbols, positions, box)
         summary["non_h2o_fraction"] = float(water["non_h2o_fraction"])
@@ -311,6 +323,19 @@ def compute_observables(traj: TrajectoryData, reference_frames: int | None = Non
         else:
             summary["energy_drift_eV_per_ps"] = analysis.energy_drift_eV_per_ps(traj.times, traj.energies)
     return result
+
+
+def _structure_over_time(traj: TrajectoryData, reference_frames: int | None, result: dict) -> None:
+    """g_OO's first peak over consecutive windows of ``reference_frames`` frames (quarters of the run without
+    them): the first and last window's heights into the summary, the series into ``arrays["structure"]``."""
+    n = traj.n_frames
+    window = min(reference_frames, n) if reference_frames else max(1, n // STRUCTURE_WINDOWS)
+    starts, r, height = analysis.first_peak_over_windows(traj.symbols, traj.positions, traj.box, window,
+                                                         ("O", "O"), RDF_BIN_A)
+    times = traj.times[starts] if traj.times is not None else None
+    result["structure_window_frames"] = int(window)
+    result["summary"].update(g_OO_peak_height_first_window=float(height[0]), g_OO_peak_height_last_window=float(height[-1]))
+    result["arrays"]["structure"] = {"start_frame": starts, "times": times, "r": r, "height": height}
 
 
 #: Upper end of the stretch band's window (cm^-1): a spectrum must reach it to place both bands.
@@ -452,6 +477,8 @@ def _tables(runs: dict, rows: list[dict]) -> dict[str, pd.DataFrame]:
     species = list(dict.fromkeys(s for result in runs.values() for s in result["species"]))
     tables = {
         "rdf": pd.concat(rdf, ignore_index=True) if rdf else None,
+        "structure": _table(runs, "structure", {"window_start_frame": "start_frame", "window_start_fs": "times",
+                                                "g_OO_peak_r_A": "r", "g_OO_peak_height": "height"}),
         "angles": _table(runs, "angles", {"angle_deg": "centres", "density_per_deg": "density"}),
         "bonds": _table(runs, "bonds", {"r_A": "centres", "density_per_A": "density"}),
         "vdos": _table(runs, "vdos", {"wavenumber_cm1": "wavenumbers", **{f"vdos_{s}_cm": s for s in species}}),
@@ -491,6 +518,32 @@ def _rdf_figure(runs: dict) -> Figure | None:
         ax.axhline(1.0, color="0.7", linewidth=0.8)
         ax.set(xlabel="r (Å)", ylabel=f"g$_{{{pair}}}$(r)", title=f"g$_{{{pair}}}$")
         ax.legend(fontsize="small")
+    return figure
+
+
+def _structure_figure(runs: dict) -> Figure | None:
+    """g_OO's first peak height over each run's windows, against the window's middle (ps, or frame); a log
+    axis where the runs span more than a decade and a half, so that a short reference and the start of a
+    long run show beside its end."""
+    runs_with = _curves(runs, "structure")
+    if not runs_with:
+        return None
+    timed = all(result["dt_fs"] is not None for _, _, _, result in runs_with)
+    figure, (ax,) = _figure(1, width=6.0)
+    middles = []
+    for label, curves, style, result in runs_with:
+        window = result["structure_window_frames"]
+        middle = curves["start_frame"] + window / 2
+        middle = (curves["times"] + window / 2 * result["dt_fs"]) / 1000.0 if timed else middle
+        middles.append(middle)
+        duration = f"{window * result['dt_fs']:.0f} fs" if timed else f"{window} frames"
+        ax.plot(middle, curves["height"], marker=".", label=f"{label} ({duration} windows)", **style)
+    span = np.concatenate(middles)
+    if span.min() > 0 and span.max() / span.min() > 30:
+        ax.set_xscale("log")
+    ax.set(xlabel="window middle (ps)" if timed else "window middle (frame)", ylabel="g$_{OO}$ first peak height",
+           title="g$_{OO}$ first peak over the run")
+    ax.legend(fontsize="small")
     return figure
 
 
@@ -557,6 +610,7 @@ def _figures(runs: dict) -> dict[str, Figure]:
     """The PNG figures of :func:`analyze`: name -> Figure, the runs' curves overlaid."""
     figures = {
         "rdf": _rdf_figure(runs),
+        "structure": _structure_figure(runs),
         "angles": _histogram_figure(runs, "angles", "H-O-H angle", "deg"),
         "bonds": _histogram_figure(runs, "bonds", "O-H bond length", "Å"),
         "vdos": _vdos_figure(runs),
@@ -624,8 +678,9 @@ def analyze(trajectory, reference=None, out="mld-analyze", progress: bool = Fals
         The summary written to ``observables.json``: ``trajectory`` and ``reference`` (each
         :func:`compute_observables` without the curves), ``tolerances``, ``comparison`` (rows of
         :func:`compare`, empty without a reference) and ``files`` written.  Beside it: rdf.csv,
-        angles.csv, bonds.csv, vdos.csv, msd.csv, temperatures.csv, comparison.csv (tables with
-        what the runs have) and rdf.png, angles.png, bonds.png, vdos.png, msd.png, temperatures.png.
+        structure.csv, angles.csv, bonds.csv, vdos.csv, msd.csv, temperatures.csv, comparison.csv
+        (tables with what the runs have) and rdf.png, structure.png, angles.png, bonds.png, vdos.png,
+        msd.png, temperatures.png.
     """
     results = observe(trajectory, reference, progress, dt_fs)
     results.summary["files"] = ["observables.json", *[f"{name}.csv" for name in results.tables],

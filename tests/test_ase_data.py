@@ -1,5 +1,7 @@
 """Training data from any labelled trajectory ASE reads: the same numbers, the same fit, clear errors."""
 
+import json
+
 import ase.io
 import numpy as np
 import pytest
@@ -39,6 +41,7 @@ def assert_same_losses(a, b, rtol):
 def test_the_embedded_run_as_extended_xyz_fits_to_the_same_loss(cp2k, cp2k_losses, tmp_path, capsys):
     xyz, loss = tmp_path / "h2o-32.xyz", tmp_path / "loss.json"
     assert main(["convert", "--every", str(EVERY), "--out", str(xyz)]) == 0
+    assert json.loads(capsys.readouterr().out)["data"] == "learning/data/h2o-32/h2o-32.inp"  # the same on every machine
     assert main(["fit", "--data", str(xyz), "--invariants", INVARIANTS, "--order", "quadratic",
                  "--out", str(loss), "--no-progress"]) == 0
     assert_same_losses(cp2k_losses, AgentLosses.load(loss), rtol=1e-10)

@@ -17,6 +17,7 @@ from experiments.analysis import (
     diffusion_coefficient,
     energy_drift_eV_per_ps,
     first_peak,
+    first_peak_over_windows,
     heating_rate_K_per_ps,
     min_pair_distance,
     msd,
@@ -68,6 +69,19 @@ def test_simple_cubic_lattice_has_peaks_at_its_shells():
     np.testing.assert_allclose(occupied, shells, atol=0.02)
     np.testing.assert_allclose(np.interp([1.2 * a, 1.6 * a, 1.9 * a], r, coordination), [6, 18, 26])
     assert first_peak(r, g)[0] == pytest.approx(a, abs=0.02)
+
+
+def test_first_peak_over_windows_follows_a_lattice_as_it_melts():
+    a, cells = 2.9, 4
+    grid = np.stack(np.meshgrid(*[np.arange(cells)] * 3, indexing="ij"), -1).reshape(-1, 3) * a
+    rng = np.random.default_rng(0)
+    frames = np.array([grid + rng.normal(scale=0.02 if f < 4 else 0.25, size=grid.shape) for f in range(8)])
+    symbols, box = ["O"] * len(grid), cells * a
+    starts, r, height = first_peak_over_windows(symbols, frames, box, 4)
+    assert list(starts) == [0, 4] and np.allclose(r, a, atol=0.1) and height[0] > 2 * height[1]
+    whole = first_peak(*rdf(symbols, frames, box)[:2])
+    assert [x[0] for x in first_peak_over_windows(symbols, frames, box, 8)[1:]] == list(whole)
+    assert list(first_peak_over_windows(symbols, frames, box, 3)[0]) == [0, 3]  # frames 6-7: no whole window
 
 
 def _dimers(wavenumbers, dt, n_frames, rng):
@@ -250,9 +264,16 @@ def test_analyze_own_extxyz_against_cp2k_writes_everything(tmp_path, cp2k):
         write_frame(path, cp2k.symbols, wrap(cp2k.positions[f], cp2k.box), cp2k.box, 1.3 * cp2k.velocities[f],
                     append=f > 0, step=f, time_fs=float(cp2k.times[f]))
     summary = analyze(path, cp2k, out=tmp_path / "out")
-    names = ["rdf", "angles", "bonds", "vdos", "msd", "temperatures"]
+    names = ["rdf", "structure", "angles", "bonds", "vdos", "msd", "temperatures"]
     for name in ["observables.json", *[f"{n}.csv" for n in [*names, "comparison"]], *[f"{n}.png" for n in names]]:
         assert (tmp_path / "out" / name).stat().st_size > 0, name
+    # g_OO's first peak over windows as long as the reference (here longer than the run: one window) ...
+    learned, reference = summary["trajectory"], summary["reference"]
+    assert learned["structure_window_frames"] == 120 and reference["structure_window_frames"] == cp2k.n_frames // 4
+    assert learned["summary"]["g_OO_peak_height_first_window"] == learned["summary"]["g_OO_peak_height"]
+    structure = pd.read_csv(tmp_path / "out" / "structure.csv")  # ... and the reference's over its quarters
+    assert list(structure["run"]) == ["learned"] + ["CP2K"] * 4
+    assert structure["window_start_fs"].iloc[-1] == cp2k.times[3 * (cp2k.n_frames // 4)]
     assert json.loads((tmp_path / "out" / "observables.json").read_text()) == summary
     assert summary["labels"] == ["learned", "CP2K"]
     rows = {row["observable"]: row for row in summary["comparison"]}

@@ -148,7 +148,7 @@ def _convert(args) -> int:
         raise ValueError(f"--every must be a positive integer, got {args.every}")
     trajectory = read_labelled(args.data, args.dt).frames(slice(None, None, args.every))
     path = write_labelled(trajectory, args.out)
-    print(json.dumps({"data": trajectory.source, "out": str(path), "frames": len(trajectory)}))
+    print(json.dumps({"data": portable_path(trajectory.source), "out": str(path), "frames": len(trajectory)}))
     return 0
 
 
