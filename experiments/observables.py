@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from ase import io as ase_io
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
@@ -27,7 +26,7 @@ from environment.kinetics import kinetic_energy
 from experiments import analysis
 from experiments.outputs import Results, plain
 from learning.cp2k.reader import COMPRESSED, portable_path, read_trajectory
-from learning.labelled import VELOCITY_ASE_A_PER_FS
+from learning.labelled import VELOCITY_ASE_A_PER_FS, read_images
 
 #: Molecular pairs of the radial distribution functions.
 PAIRS = (("O", "O"), ("O", "H"), ("H", "H"))
@@ -187,10 +186,7 @@ def read_any_trajectory(path, dt_fs: float | None = None) -> TrajectoryData:
 
 def _read_ase(path: Path) -> dict:
     """Per-frame arrays of an ASE-readable file (see :func:`_assemble`)."""
-    try:
-        frames = ase_io.read(path, index=":")
-    except Exception as err:  # ASE raises many kinds for unreadable files
-        raise ValueError(f"{path}: ASE cannot read it ({type(err).__name__}: {err})") from err
+    frames = read_images(path)
     first = frames[0]
     if "vel" in first.arrays:  # the project's own column, already angstrom/fs
         velocities = [atoms.arrays["vel"] for atoms in frames]

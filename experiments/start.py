@@ -22,7 +22,8 @@ import numpy as np
 
 from agents.species import species as make_species
 from environment.builders import maxwell_boltzmann, water_box
-from learning.labelled import VELOCITY_ASE_A_PER_FS
+from environment.calculator import cubic_box
+from learning.labelled import VELOCITY_ASE_A_PER_FS, read_images
 from learning.cp2k.reader import COMPRESSED, read_trajectory
 
 
@@ -78,25 +79,8 @@ def _from_cp2k(source, frame) -> Start:
 
 
 def _from_ase(path: Path, frame, temperature_K, seed) -> Start:
-    if not path.exists():
-        raise ValueError(f"--from {path}: no such file or directory")
-    try:
-        import ase.io
-    except ImportError:
-        raise ValueError(f"--from {path}: reading files other than CP2K runs needs ASE (pip install ase)") from None
-    index = -1 if frame is None else frame
-    try:
-        atoms = ase.io.read(str(path), index=index)
-    except IndexError:
-        raise ValueError(f"--from: frame {frame} is past the end of {path}") from None
-    except Exception as err:  # ASE raises many kinds for files it cannot parse
-        raise ValueError(f"--from {path}: neither a CP2K run nor a file ASE can read ({type(err).__name__}: {err})") from None
-    cell = np.asarray(atoms.cell.array, dtype=float)
-    lengths = np.diag(cell)
-    if not np.any(cell) or not all(atoms.pbc):
-        raise ValueError(f"--from {path}: the frame has no periodic cell (a cubic Lattice is needed)")
-    if np.any(np.abs(cell - np.diag(lengths)) > 1e-8) or np.ptp(lengths) > 1e-8 * lengths.max() or lengths.min() <= 0:
-        raise ValueError(f"--from {path}: the cell {cell.tolist()} is not cubic; only cubic boxes are supported")
+    (atoms,) = read_images(path, -1 if frame is None else frame, "--from ")
+    box = cubic_box(atoms, f"--from {path}")
     symbols = atoms.get_chemical_symbols()
     try:
         masses = np.array([make_species(s).mass for s in symbols])
@@ -109,5 +93,5 @@ def _from_ase(path: Path, frame, temperature_K, seed) -> Start:
         target = temperature_K or 300.0
         velocities = maxwell_boltzmann(masses, target, np.random.default_rng(seed))
         description += f" (no velocities in the file: Maxwell-Boltzmann at {target:g} K)"
-    return Start(symbols, np.asarray(atoms.positions, dtype=float), np.asarray(velocities, dtype=float),
-                 float(lengths[0]), description)
+    return Start(symbols, np.asarray(atoms.positions, dtype=float), np.asarray(velocities, dtype=float), box,
+                 description)

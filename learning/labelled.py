@@ -58,6 +58,27 @@ def read_labelled(path=None, dt: float | None = None) -> Trajectory:
     return read_ase_trajectory(path, dt)
 
 
+def read_images(path, index=":", name: str = "") -> list[Atoms]:
+    """The frames ``index`` (ASE's index syntax) of a file ASE reads, as a list of ``Atoms``: the one place
+    the project calls ``ase.io.read``.  ``ValueError`` reading ``"{name}{path}: ..."`` when the file is
+    missing, ASE cannot read it, ``index`` is past its end, or it holds no frames."""
+    path = Path(path)
+    where = f"{name}{path}"
+    if not path.exists():
+        raise ValueError(f"{where} does not exist")
+    try:
+        images = ase.io.read(path, index=index)
+    except Exception as err:  # ASE's readers raise many types; all mean "not readable", but for a frame past the
+        #                       end (IndexError, or StopIteration from the extxyz reader)
+        if isinstance(index, int) and isinstance(err, (IndexError, StopIteration)):
+            raise ValueError(f"{where}: frame {index} is past the end of the file") from None
+        raise ValueError(f"{where}: ASE cannot read it ({type(err).__name__}: {err})") from None
+    images = [images] if isinstance(images, Atoms) else list(images)
+    if not images:
+        raise ValueError(f"{where}: no frames")
+    return images
+
+
 def read_ase_trajectory(path, dt: float | None = None, index=":") -> Trajectory:
     """A labelled trajectory from a file ASE reads, in the project's units.
 
@@ -72,15 +93,7 @@ def read_ase_trajectory(path, dt: float | None = None, index=":") -> Trajectory:
         atoms or the cell change.
     """
     path = Path(path)
-    if not path.exists():
-        raise ValueError(f"labelled data {path} does not exist")
-    try:
-        images = ase.io.read(path, index=index)
-    except Exception as err:  # ASE's readers raise many types; all mean "not readable"
-        raise ValueError(f"{path}: ASE cannot read it ({type(err).__name__}: {err})") from None
-    images = [images] if isinstance(images, Atoms) else list(images)
-    if not images:
-        raise ValueError(f"{path}: no frames")
+    images = read_images(path, index, "labelled data ")
     symbols = images[0].get_chemical_symbols()
     box = cubic_box(images[0], f"{path}, frame 0")
     for i, atoms in enumerate(images):

@@ -122,3 +122,22 @@ def test_missing_or_unreadable_files_are_one_line_errors(tmp_path, capsys):
         assert main(["fit", "--data", str(path), "--out", str(tmp_path / "x.json"), "--no-progress"]) == 2
         error = capsys.readouterr().err
         assert error.startswith("mld: error:") and message in error and error.count("\n") == 1
+
+
+def test_a_start_from_an_ase_file_names_the_file_and_frame_and_needs_a_cubic_periodic_cell(tmp_path):
+    from experiments.start import read_start
+
+    atoms = Atoms("OH2", positions=[[1.0, 1.0, 1.0], [1.9, 1.0, 1.0], [1.0, 1.9, 1.0]], cell=[6.0] * 3, pbc=True)
+    path = tmp_path / "two.extxyz"
+    ase.io.write(path, [atoms, atoms])
+    start = read_start(path, frame=1)
+    assert start.box == 6.0 and start.description == f"{path} frame 1 (no velocities in the file: Maxwell-Boltzmann at 300 K)"
+    with pytest.raises(ValueError, match=f"--from {path}: frame 2 is past the end"):
+        read_start(path, frame=2)
+    atoms.set_cell([6.0, 6.0, 7.0])
+    ase.io.write(tmp_path / "box.extxyz", atoms)
+    with pytest.raises(ValueError, match="--from .*box.extxyz: the cell must be cubic"):
+        read_start(tmp_path / "box.extxyz")
+    (tmp_path / "notes.txt").write_text("not a structure\n")
+    with pytest.raises(ValueError, match="--from .*notes.txt: ASE cannot read it"):
+        read_start(tmp_path / "notes.txt")
