@@ -117,8 +117,8 @@ def test_fit_a_named_variant_as_mld_beyond_does(tmp_path, capsys):
     for s in ("O", "H"):
         np.testing.assert_array_equal(loss.A[s], expected.A[s])
         np.testing.assert_array_equal(loss.B[s], expected.B[s])
-    code, _, err = run_cli(capsys, "fit", "--variant", "shared/radial", "--cutoff", "4", "--out", str(path))
-    assert code == 2 and "leave out --cutoff" in err
+    code, _, err = run_cli(capsys, "fit", "--variant", "shared/radial", "--cutoff", "4", "--ridge", "0", "--out", str(path))
+    assert code == 2 and "leave out --cutoff, --ridge" in err
     code, _, err = run_cli(capsys, "fit", "--variant", "shared/radial", "--stride", "0", "--out", str(path))
     assert code == 2 and "--stride must be an integer >= 1" in err
 

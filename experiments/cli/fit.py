@@ -43,7 +43,7 @@ def _fit(args) -> int:
     if args.variant is not None:
         given = [name for name, value in (("--form", args.form), ("--invariants", args.invariants),
                                           ("--cutoff", args.cutoff), ("--order", args.order),
-                                          ("--ridge", args.ridge), ("--extra", args.extra)) if value]
+                                          ("--ridge", args.ridge), ("--extra", args.extra)) if value not in (None, [])]
         if given or args.energy_weight:
             raise ValueError(f"--variant {args.variant} sets the form, invariants, cutoff and extra data of the "
                              f"fit itself; leave out {', '.join(given) or '--energy-weight'}")
