@@ -17,6 +17,7 @@ from learning.cp2k.inputs import (
 from learning.cp2k.units import VELOCITY_AU_A_PER_FS
 from learning.cp2k.run import (
     CP2KError,
+    _complete_records,
     _continuation,
     _keyword,
     _plan,
@@ -216,6 +217,17 @@ def test_a_restart_file_cut_short_continues_from_its_backup_or_stops_leaving_the
     with pytest.warns(UserWarning, match="cut short.*continuing from its backup w-1.restart.bak-1"):
         assert _plan(tmp_path / "w.inp", True, None) == ("w", 7, 13)  # the newest backup: step 7, 13 to go
     assert (tmp_path / "w-1.restart").read_text() == restart_text(7)
+
+
+def test_fortran_record_files_are_whole_or_cut(tmp_path):
+    import struct
+
+    records = b"".join(struct.pack("<i", len(r)) + r + struct.pack("<i", len(r)) for r in (b"abcd" * 5, b"x" * 12, b""))
+    path = tmp_path / "w.wfn"
+    for data, whole in ((records, True), (records[:-1], False), (records[:30], False), (b"", False),
+                        (records + b"\0\0", False)):
+        path.write_bytes(data)
+        assert _complete_records(path) is whole, data
 
 
 def test_continuation_input_sets_steps_and_ext_restart():

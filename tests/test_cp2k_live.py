@@ -103,6 +103,18 @@ def test_a_killed_run_continues_without_repeated_frames(tmp_path):
     assert len(run.positions) == len(run.velocities) == len(run.forces) == len(run.steps)
 
 
+def test_a_wavefunction_file_cut_short_is_set_aside_and_the_run_continues(tmp_path):
+    write_input(water_input(1, MDSettings(preset="xtb", project="c", steps=2, seed=3)), tmp_path / "c.inp")
+    run_cp2k(tmp_path, threads=1, progress=False)
+    wavefunction = tmp_path / "c-RESTART.wfn"
+    whole = wavefunction.read_bytes()
+    wavefunction.write_bytes(whole[: len(whole) // 2])  # CP2K killed while writing it: CP2K itself would stop on it
+    with pytest.warns(UserWarning, match="c-RESTART.wfn is cut short.*set aside as c-RESTART.wfn.cut"):
+        run = run_cp2k(tmp_path, restart=True, steps=2, threads=1, progress=False)
+    assert list(run.steps) == [0, 1, 2, 3, 4] and (tmp_path / "c-RESTART.wfn.cut").stat().st_size == len(whole) // 2
+    assert len(wavefunction.read_bytes()) == len(whole)  # written anew, whole
+
+
 def test_cp2k_abort_is_quoted(tmp_path):
     broken = water_input(1, SETTINGS, overrides=["FORCE_EVAL/DFT/QS/NO_SUCH_KEYWORD=1"])
     write_input(broken, tmp_path / "bad.inp")

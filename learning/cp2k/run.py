@@ -11,7 +11,9 @@ restart step, so frames that a killed run wrote after its last restart file are 
 killed while CP2K was writing its restart file leaves that file cut short: the continuation then starts
 from the newest complete backup CP2K kept of it (``<project>-1.restart.bak-N``, written by
 ``BACKUP_COPIES`` in ``MOTION/PRINT/RESTART``; :mod:`learning.cp2k.inputs` keeps one), copied over
-the cut file, with a warning; with none, it stops with an error and leaves every output as it is.
+the cut file, with a warning; with none, it stops with an error and leaves every output as it is.  A
+wavefunction restart file (``<project>-RESTART.wfn``) cut short the same way would stop CP2K when it
+reads it: it is set aside (``.cut``), with a warning, and the SCF starts from CP2K's atomic guess.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import struct
 import subprocess
 import warnings
 from pathlib import Path
@@ -123,9 +126,15 @@ def _plan(input_path: Path, restart: bool, steps: int | None) -> tuple[str, int,
 
 
 def _prepare_continuation(input_path: Path, project: str, start: int, n_steps: int) -> Path:
-    """Trim the outputs to step ``start`` and write the continuation input; return its path."""
+    """Trim the outputs to step ``start``, set a cut wavefunction file aside and write the continuation input;
+    return its path."""
     for output in _outputs(input_path.parent, project):
         trim_output(output, start)
+    wavefunction = input_path.parent / f"{project}-RESTART.wfn"
+    if wavefunction.exists() and not _complete_records(wavefunction):
+        cut = wavefunction.replace(wavefunction.with_name(wavefunction.name + ".cut"))
+        warnings.warn(f"{wavefunction} is cut short (CP2K was stopped while writing it): set aside as {cut.name}; "
+                      "the SCF starts from CP2K's atomic guess", stacklevel=3)
     run_input = input_path.with_name(f"{input_path.stem}-continue.cp2k")  # not *.inp: one input per folder
     run_input.write_text(_continuation(input_path.read_text(), f"{project}-1.restart", n_steps))
     return run_input
@@ -243,6 +252,20 @@ def _restart_file(run_dir: Path, project: str) -> Path:
                   f"{backup.name}, an earlier step", stacklevel=4)
     shutil.copyfile(backup, restart)
     return restart
+
+
+def _complete_records(path: Path) -> bool:
+    """Whether ``path`` is whole as a Fortran sequential unformatted file (CP2K's ``.wfn``): records each framed
+    by the same 4-byte length before and after, the last ending at the end of the file."""
+    data = path.read_bytes()
+    position = 0
+    while position + 4 <= len(data):
+        (length,) = struct.unpack_from("<i", data, position)
+        end = position + 4 + length
+        if length < 0 or end + 4 > len(data) or struct.unpack_from("<i", data, end)[0] != length:
+            return False
+        position = end + 4
+    return position == len(data) > 0
 
 
 def _continue_steps(restart_file: Path, target: int, steps: int | None) -> tuple[int, int]:
