@@ -174,6 +174,11 @@ def test_abort_message_quotes_cp2ks_box():
         "<BASIS_MOLOPT> (at aobasis/basis_set_types.F:1509)"
     )
     assert abort_message("all fine") is None
+    runtime = ("  step_size  5.00E-01\nAt line 837 of file src/qs_mo_io.F (unit = 1, file = 'w-RESTART.wfn')\n"
+               "Fortran runtime error: Unformatted file structure has been corrupted\n\nError termination.\n"
+               " Number of electrons:  8\n")  # stderr lands before stdout's last lines
+    assert abort_message(runtime) == ("Fortran runtime error: Unformatted file structure has been corrupted (At line "
+                                      "837 of file src/qs_mo_io.F (unit = 1, file = 'w-RESTART.wfn'))")
 
 
 def test_missing_executable_says_how_to_install(monkeypatch):

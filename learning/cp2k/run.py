@@ -186,11 +186,17 @@ def _last_step(ener: Path) -> int:
 
 
 def abort_message(output: str) -> str | None:
-    """The text of CP2K's ``[ABORT]`` box in ``output`` (with its source location), or ``None``."""
+    """The text of CP2K's ``[ABORT]`` box in ``output`` (with its source location), else a Fortran runtime
+    error (``Fortran runtime error: ...`` with the ``At line N of file F`` before it, which the unbuffered
+    stderr puts anywhere in the log, not at its end), or ``None``."""
     lines = output.splitlines()
     start = next((i for i, line in enumerate(lines) if "[ABORT]" in line), None)
     if start is None:
-        return None
+        runtime = next((i for i, line in enumerate(lines) if line.startswith("Fortran runtime error:")), None)
+        if runtime is None:
+            return None
+        where = lines[runtime - 1].strip() if runtime > 0 and lines[runtime - 1].startswith("At line ") else ""
+        return f"{lines[runtime].strip()} ({where})" if where else lines[runtime].strip()
     words = []
     for line in lines[start:]:
         if not line.lstrip().startswith("*") or line.strip().strip("*") == "":
