@@ -1,10 +1,12 @@
-"""The project's plain JSON files (losses): written at full float precision, read with errors that name the file."""
+"""The project's plain JSON files (losses): written at full float precision, read with errors that name the file;
+:func:`plain` makes nested numbers and arrays JSON-ready (experiments' summaries too)."""
 
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
+
+import numpy as np
 
 
 def read_json(path) -> dict:
@@ -31,7 +33,7 @@ def write_json(path, data: dict) -> Path:
     anywhere else, in a loss's coefficients, they are a ``ValueError`` naming the file, and nothing is written."""
     path = Path(path)
     if "provenance" in data:
-        data = {**data, "provenance": _finite_or_null(data["provenance"])}
+        data = {**data, "provenance": plain(data["provenance"])}
     try:
         text = json.dumps(data, indent=1, allow_nan=False)
     except ValueError as err:
@@ -40,12 +42,18 @@ def write_json(path, data: dict) -> Path:
     return path
 
 
-def _finite_or_null(value):
-    """``value`` with every NaN or infinite float (in nested dicts and lists) replaced by None."""
+def plain(value):
+    """JSON-ready copy of numbers, arrays and nested containers (NaN and infinity -> None)."""
     if isinstance(value, dict):
-        return {k: _finite_or_null(v) for k, v in value.items()}
+        return {str(k): plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_finite_or_null(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
+        return [plain(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return plain(value.tolist())
+    if isinstance(value, (np.floating, float)):
+        return None if not np.isfinite(value) else float(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, Path):
+        return str(value)
     return value
