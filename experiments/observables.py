@@ -529,8 +529,7 @@ def _structure_figure(runs: dict) -> Figure | None:
     middles = []
     for label, curves, style, result in runs_with:
         window = result["structure_window_frames"]
-        middle = curves["start_frame"] + window / 2
-        middle = (curves["times"] + window / 2 * result["dt_fs"]) / 1000.0 if timed else middle
+        middle = (curves["times"] + window / 2 * result["dt_fs"]) / 1000.0 if timed else curves["start_frame"] + window / 2
         middles.append(middle)
         duration = f"{window * result['dt_fs']:.0f} fs" if timed else f"{window} frames"
         ax.plot(middle, curves["height"], marker=".", label=f"{label} ({duration} windows)", **style)
