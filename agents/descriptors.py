@@ -295,6 +295,9 @@ class DescriptorSet:
 PROTOTYPE_ETAS = (0.05, 0.3, 1.0)
 PROTOTYPE_ZETAS = (1, 2, 4, 16)
 PROTOTYPE_LAMBDAS = (1, -1)
+#: The zetas of ``mld fit --invariants many-body-l2``: (1 + lambda c)^zeta of degree <= 2 in c = cos theta, the
+#: angular resolution of Legendre orders l <= 2 (the compiled forces sum such sets through moments, O(neighbours)).
+L2_ZETAS = (1, 2)
 
 
 #: Radial weights for a cutoff of about 4.5 angstrom.  The paper's long-range ones (exp with alpha <=

@@ -26,6 +26,13 @@ and angular descriptors (:mod:`agents.descriptors`, DESIGN.md "Beyond the paper"
 5. ``own``: only the centre's row, F_i = -c_i . d phi(i)/dq_i (4.6); ``shared``: also the
    neighbours' rows -c_i . d phi(i)/dq_n.
 
+A set whose angular features all have zeta <= 2 forms no pairs (:data:`MOMENT_RANK`): since
+(1 + lambda c)^zeta is then a polynomial of degree 2 in c = e1 . e2, each feature is a combination of
+S_m = sum over pairs of c^m G_u(r1) G_u(r2), m = 0, 1, 2, and S_m = sum_k weight_k M_a[k] M_b[k] over the
+moments M_a[k] = sum_(n in a) G_u(r_n) e_n^k (monomials 1, e_x, ..., e_z e_z) of each species' neighbours
+(for a = b: (that - sum G^2) / 2, each unordered pair once).  Their gradient needs, per neighbour, the
+partner's moments weighted by c_f: O(neighbours) per centre instead of O(neighbours^2).
+
 Contracting pair by pair costs a few multiply-adds per feature and pair, where a Jacobian buffer
 (P x neighbours x 3 per centre) would cost six and a second pass over it.  The shared form scatters
 into other atoms' rows, which other chunks write too: every chunk has its own (N, 3) force buffer,
@@ -38,6 +45,8 @@ numpy path to ~1e-15 relative.  Units: angstrom, eV, eV/angstrom.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 from numba import njit, prange
@@ -56,6 +65,16 @@ CHUNKS = 8
 #: Angular factors are taken this many at a time in the loops over neighbour pairs (one pass over the pairs
 #: reads FACTOR_BLOCK rows of K_t and updates the sums of all of them).
 FACTOR_BLOCK = 4
+#: A set whose angular features all have zeta <= 2 sums them through moments of the neighbours' unit vectors
+#: (O(neighbours) per centre) instead of pair by pair (O(neighbours^2)): (1 + lambda c)^zeta is then a polynomial
+#: of degree 2 in c = e_1 . e_2, and c^m = sum_(|k| = m) weight_k e_1^k e_2^k over the MOMENTS monomials
+#: e^k = e_x^kx e_y^ky e_z^kz, in the order 1, x, y, z, xx, xy, xz, yy, yz, zz, of rank MOMENT_OF and multinomial
+#: weight MOMENT_WEIGHT.  A set with larger zeta (the many-body preset) forms the pairs anyway; moving its zeta <= 2
+#: features to moments did not pay there (0.94-0.98x, 128 waters, one process), so all its features stay on pairs.
+MOMENT_RANK = 2
+MOMENTS = 10
+MOMENT_OF = np.array([0, 1, 1, 1, 2, 2, 2, 2, 2, 2], dtype=np.int64)
+MOMENT_WEIGHT = np.array([1.0, 1.0, 1.0, 1.0, 1.0, 2.0, 2.0, 1.0, 2.0, 1.0])
 
 
 def _switch_params(rc):
@@ -77,9 +96,12 @@ class EncodedDescriptors:
         fn_plan (J, 4), fn_param (J,): the distinct radial functions (weight, cutoff): kind (as
             :func:`environment.kernels.encode_functions`, or EXP_POWER / GAUSS_POWER for w = w_base^power),
             base function (-1: none), power, cutoff index; and the weight's parameter.  Bases come first.
-        leg_eta, leg_cut (U,): distinct angular legs (eta, cutoff index).
-        ang_zeta, ang_lam (Z,): distinct angular factors (zeta, lambda).
-        grp_ptr (S*S+1,): angular features counted by species pair a * S + b (a <= b): a pair with
+        leg_eta, leg_cut (U,): distinct angular legs (eta, cutoff index), of every angular feature.
+        mom_p, mom_grp, mom_leg (F,): the angular features summed through moments (all of them if every zeta
+            <= :data:`MOMENT_RANK`, else none): index p, species pair a * S + b (a <= b), leg u.
+        mom_coef (F, 3): their weights of S_m = sum over pairs of c^m G_u G_u, 2^(1-zeta) binom(zeta, m) lambda^m.
+        ang_zeta, ang_lam (Z,): distinct angular factors (zeta, lambda) of the features summed pair by pair.
+        grp_ptr (S*S+1,): those features counted by species pair a * S + b (a <= b): a pair with
             none forms no neighbour pairs.
         grp_cell (S*S, U, Z'): the feature index p of each species pair, leg u and factor t (-1: none);
             Z' = Z rounded up to whole blocks of :data:`FACTOR_BLOCK`.
@@ -115,18 +137,30 @@ class EncodedDescriptors:
         self.rad_p = np.array([p for p, _ in radial], dtype=np.int64)
         self.rad_src = np.array([species.index(f.sources[0]) for _, f in radial], dtype=np.int64)
         self.rad_fn = np.array([lookup[(f.function.weight, f.function.rc)] for _, f in radial], dtype=np.int64)
-        angular = [(p, f) for p, f in enumerate(descriptors.features) if f.angular]
-        legs = list(dict.fromkeys((f.function.eta, f.function.rc) for _, f in angular))
-        factors = list(dict.fromkeys((f.function.zeta, f.function.lam) for _, f in angular))
+        every_angular = [(p, f) for p, f in enumerate(descriptors.features) if f.angular]
+        legs = list(dict.fromkeys((f.function.eta, f.function.rc) for _, f in every_angular))
         self.leg_eta = np.array([eta for eta, _ in legs])
         self.leg_cut = np.array([cutoffs.index(rc) for _, rc in legs], dtype=np.int64)
-        self.ang_zeta = np.array([z for z, _ in factors], dtype=np.int64)
-        self.ang_lam = np.array([lam for _, lam in factors], dtype=np.float64)
 
         def group(f):
             a, b = sorted(species.index(s) for s in f.sources)
             return a * S + b
 
+        # a set whose angular features all have zeta <= MOMENT_RANK: sums of S_m = sum over pairs of c^m G_u G_u;
+        # a set with others forms the neighbour pairs anyway, and then all are summed pair by pair
+        through_moments = all(f.function.zeta <= MOMENT_RANK for _, f in every_angular)
+        moments = every_angular if through_moments else []
+        self.mom_p = np.array([p for p, _ in moments], dtype=np.int64)
+        self.mom_grp = np.array([group(f) for _, f in moments], dtype=np.int64)
+        self.mom_leg = np.array([legs.index((f.function.eta, f.function.rc)) for _, f in moments], dtype=np.int64)
+        self.mom_coef = np.zeros((len(moments), MOMENT_RANK + 1))
+        for row, (_, f) in zip(self.mom_coef, moments):
+            zeta, lam = f.function.zeta, f.function.lam
+            row[:zeta + 1] = [2.0 ** (1 - zeta) * math.comb(zeta, m) * lam**m for m in range(zeta + 1)]
+        angular = [] if through_moments else every_angular
+        factors = list(dict.fromkeys((f.function.zeta, f.function.lam) for _, f in angular))
+        self.ang_zeta = np.array([z for z, _ in factors], dtype=np.int64)
+        self.ang_lam = np.array([lam for _, lam in factors], dtype=np.float64)
         angular.sort(key=lambda item: group(item[1]))
         counts = np.bincount([group(f) for _, f in angular], minlength=S * S) if angular else np.zeros(S * S, int)
         self.grp_ptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
@@ -186,9 +220,106 @@ def _radial(kind, par, power, r, inv_r, sw, dsw, base_w, w, value, slope):
 
 
 @njit(cache=True, fastmath=_FLAGS, error_model="numpy")
+def _moment_sums(S, block, inner, ex, ey, ez, g, mom, sum_g2, mom_p, mom_grp, mom_leg, mom_coef, phi):
+    """Step 3 of a set summed through moments: mom (S, U, MOMENTS) and sum_g2 (S, U) of one centre's inner
+    neighbours (species a: block[a] <= n < inner[a]), and each feature's S_m combination added to phi."""
+    n_leg = g.shape[0]
+    for a in range(S):
+        lo, hi = block[a], inner[a]
+        x_a, y_a, z_a = ex[lo:hi], ey[lo:hi], ez[lo:hi]
+        for u in range(n_leg):
+            gu = g[u, lo:hi]
+            s_g2 = s_1 = s_x = s_y = s_z = s_xx = s_xy = s_xz = s_yy = s_yz = s_zz = 0.0
+            for n in range(hi - lo):
+                gn = gu[n]
+                s_g2 += gn * gn
+                s_1 += gn
+                gx = gn * x_a[n]
+                gy = gn * y_a[n]
+                gz = gn * z_a[n]
+                s_x += gx
+                s_y += gy
+                s_z += gz
+                s_xx += gx * x_a[n]
+                s_xy += gx * y_a[n]
+                s_xz += gx * z_a[n]
+                s_yy += gy * y_a[n]
+                s_yz += gy * z_a[n]
+                s_zz += gz * z_a[n]
+            sum_g2[a, u] = s_g2
+            mom[a, u, 0] = s_1
+            mom[a, u, 1] = s_x
+            mom[a, u, 2] = s_y
+            mom[a, u, 3] = s_z
+            mom[a, u, 4] = s_xx
+            mom[a, u, 5] = s_xy
+            mom[a, u, 6] = s_xz
+            mom[a, u, 7] = s_yy
+            mom[a, u, 8] = s_yz
+            mom[a, u, 9] = s_zz
+    for f in range(mom_p.shape[0]):
+        a = mom_grp[f] // S
+        b = mom_grp[f] % S
+        u = mom_leg[f]
+        val = 0.0
+        for j in range(MOMENTS):
+            val += mom_coef[f, MOMENT_OF[j]] * MOMENT_WEIGHT[j] * mom[a, u, j] * mom[b, u, j]
+        if a == b:
+            val = 0.5 * (val - (mom_coef[f, 0] + mom_coef[f, 1] + mom_coef[f, 2]) * sum_g2[a, u])
+        phi[mom_p[f]] += val
+
+
+@njit(cache=True, fastmath=_FLAGS, error_model="numpy")
+def _moment_forces(S, block, inner, ex, ey, ez, inv_r, g, dg, mom, part, gam, mom_p, mom_grp, mom_leg, mom_coef,
+                   coef, fx, fy, fz):
+    """Step 4 of a set summed through moments: sum_f c_f dT_f/dq_n (coefficients ``coef``) subtracted from each
+    inner neighbour's fx, fy, fz; ``part`` (S, U, MOMENTS) and ``gam`` (S, U) are work space."""
+    n_leg = g.shape[0]
+    part[:, :, :] = 0.0
+    gam[:, :] = 0.0
+    for f in range(mom_p.shape[0]):
+        a = mom_grp[f] // S
+        b = mom_grp[f] % S
+        u = mom_leg[f]
+        cf = coef[mom_p[f]]
+        for j in range(MOMENTS):
+            w = cf * mom_coef[f, MOMENT_OF[j]] * MOMENT_WEIGHT[j]
+            part[a, u, j] += w * mom[b, u, j]
+            if a != b:
+                part[b, u, j] += w * mom[a, u, j]
+        if a == b:
+            gam[a, u] += cf * (mom_coef[f, 0] + mom_coef[f, 1] + mom_coef[f, 2])
+    for a in range(S):
+        lo, hi = block[a], inner[a]  # slices from 0 (no wraparound checks), so the loop over n vectorizes
+        x_a, y_a, z_a, ir_a = ex[lo:hi], ey[lo:hi], ez[lo:hi], inv_r[lo:hi]
+        fx_a, fy_a, fz_a = fx[lo:hi], fy[lo:hi], fz[lo:hi]
+        for u in range(n_leg):
+            p0, px, py, pz = part[a, u, 0], part[a, u, 1], part[a, u, 2], part[a, u, 3]
+            pxx, pxy, pxz = part[a, u, 4], part[a, u, 5], part[a, u, 6]
+            pyy, pyz, pzz = part[a, u, 7], part[a, u, 8], part[a, u, 9]
+            ga = gam[a, u]
+            gu = g[u, lo:hi]
+            dgu = dg[u, lo:hi]
+            for n in range(hi - lo):
+                x = x_a[n]
+                y = y_a[n]
+                z = z_a[n]
+                a1 = px * x + py * y + pz * z
+                a2 = x * (pxx * x + pxy * y + pxz * z) + y * (pyy * y + pyz * z) + pzz * z * z
+                bxn = px + 2.0 * pxx * x + pxy * y + pxz * z
+                byn = py + pxy * x + 2.0 * pyy * y + pyz * z
+                bzn = pz + pxz * x + pyz * y + 2.0 * pzz * z
+                gr = gu[n] * ir_a[n]
+                rad = dgu[n] * (p0 + a1 + a2 - ga * gu[n]) - gr * (a1 + 2.0 * a2)
+                fx_a[n] -= rad * x + gr * bxn
+                fy_a[n] -= rad * y + gr * byn
+                fz_a[n] -= rad * z + gr * bzn
+
+
+@njit(cache=True, fastmath=_FLAGS, error_model="numpy")
 def _centres(c0, c1, X, Y, Z, box, spec, sink_type, idx, ptr, n_species, max_row, radius2, angular2,
              rc, ron, rad_p, rad_src, rad_fn, fn_plan, fn_param, leg_eta, leg_cut, ang_zeta, ang_lam,
-             grp_ptr, grp_cell, A, Bq, q_idx, quadratic, c12, wall_rc, wall_ron,
+             grp_ptr, grp_cell, mom_p, mom_grp, mom_leg, mom_coef, A, Bq, q_idx, quadratic, c12, wall_rc, wall_ron,
              shared, store, H, Fbuf, phi_out):
     """Centres c0 <= i < c1 (sorted numbering): H[i], forces into Fbuf (N, 3), phi_out[i] if ``store``.
 
@@ -257,6 +388,14 @@ def _centres(c0, c1, X, Y, Z, box, spec, sink_type, idx, ptr, n_species, max_row
     phi = np.empty(P)
     phi_q = np.empty(n_q)
     coef = np.empty(P)
+    # moments: per species a and leg u, the G-weighted sums M of the inner neighbours' unit-vector monomials
+    # (:data:`MOMENT_OF`) and sum G^2; for the forces, the partner sums P = sum_f c_f dS_m/dM_a (part) and the
+    # weights of the left-out n1 = n2 (gam)
+    n_mom = mom_p.shape[0]
+    mom = np.empty((S, n_leg, MOMENTS))
+    sum_g2 = np.empty((S, n_leg))
+    part = np.empty((S, n_leg, MOMENTS))
+    gam = np.empty((S, n_leg))
     for t in range(n_ang):
         ang_k[t] = 2.0 ** (1 - ang_zeta[t])
     for i in range(c0, c1):
@@ -345,7 +484,11 @@ def _centres(c0, c1, X, Y, Z, box, spec, sink_type, idx, ptr, n_species, max_row
                 for n in range(vm.shape[0]):
                     acc += vm[n]
                 phi[rad_p[m]] += acc
-            # 3. angular: the pair runs with cos theta and the leg products G(r1) G(r2), G'(r1) G(r2), G(r1) G'(r2)
+            # 3a. angular features of small zeta through moments: S_m = sum_(|k| = m) weight_k M_a[k] M_b[k] over
+            #     species a != b; for a = b each unordered pair once: (that - sum G^2) / 2 (c = 1 when n1 = n2)
+            if n_mom > 0:
+                _moment_sums(S, block, inner, ex, ey, ez, g, mom, sum_g2, mom_p, mom_grp, mom_leg, mom_coef, phi)
+            # 3b. angular, pair by pair: the pair runs with cos theta and the leg products G(r1) G(r2), G'(r1) G(r2), G(r1) G'(r2)
             M = 0
             R = 0
             for a in range(S):
@@ -473,7 +616,13 @@ def _centres(c0, c1, X, Y, Z, box, spec, sink_type, idx, ptr, n_species, max_row
                 fx[n] = -fs[n] * ex[n]
                 fy[n] = -fs[n] * ey[n]
                 fz[n] = -fs[n] * ez[n]
-            # angular: per pair CA_u = sum_f c_f K_f(c), CD_u = sum_f c_f K_f'(c) over the features of leg u,
+            # angular, moments: with P = sum_f c_f dS_m/dM_a (the partner's moments), per inner neighbour n of a
+            # sum_f c_f dT_f/dq_n = sum_m (G' - m G / r) A_m u_n + (G / r) B - gam G G' u_n, where
+            # A_m = sum_(|k| = m) P[k] e^k and B_x = sum_k P[k] k_x e^(k - 1_x) (d e_x / d q = (1 - e e) / r)
+            if n_mom > 0:
+                _moment_forces(S, block, inner, ex, ey, ez, inv_r, g, dg, mom, part, gam, mom_p, mom_grp, mom_leg,
+                               mom_coef, coef, fx, fy, fz)
+            # angular, pair by pair: per pair CA_u = sum_f c_f K_f(c), CD_u = sum_f c_f K_f'(c) over the features of leg u,
             # alpha1 = sum_u CA_u G_u'(r1) G_u(r2), alpha2 = sum_u CA_u G_u(r1) G_u'(r2), beta = sum_u CD_u G_u G_u;
             # then sum_f c_f dT_f/dq_n1 = (alpha1 - beta c / r1) u1 + (beta / r1) u2, and n2 likewise
             for grp in range(S * S):
@@ -564,7 +713,7 @@ def _centres(c0, c1, X, Y, Z, box, spec, sink_type, idx, ptr, n_species, max_row
 @njit(cache=True, parallel=True)
 def _kernel(X, Y, Z, box, spec, sink_type, idx, ptr, n_species, max_row, radius2, angular2,
             rc, ron, rad_p, rad_src, rad_fn, fn_plan, fn_param, leg_eta, leg_cut, ang_zeta, ang_lam,
-            grp_ptr, grp_cell, A, Bq, q_idx, quadratic, c12, wall_rc, wall_ron,
+            grp_ptr, grp_cell, mom_p, mom_grp, mom_leg, mom_coef, A, Bq, q_idx, quadratic, c12, wall_rc, wall_ron,
             shared, store, H, Fbuf, phi_out, F):
     """All centres in parallel chunks (one force buffer each), then F = sum of the buffers."""
     N = X.size
@@ -573,7 +722,8 @@ def _kernel(X, Y, Z, box, spec, sink_type, idx, ptr, n_species, max_row, radius2
         Fbuf[chunk, :, :] = 0.0
         _centres(chunk * N // n_chunks, (chunk + 1) * N // n_chunks, X, Y, Z, box, spec, sink_type, idx, ptr,
                  n_species, max_row, radius2, angular2, rc, ron, rad_p, rad_src, rad_fn, fn_plan, fn_param, leg_eta,
-                 leg_cut, ang_zeta, ang_lam, grp_ptr, grp_cell, A, Bq, q_idx, quadratic, c12,
+                 leg_cut, ang_zeta, ang_lam, grp_ptr, grp_cell, mom_p, mom_grp, mom_leg, mom_coef, A, Bq, q_idx,
+                 quadratic, c12,
                  wall_rc, wall_ron, shared, store, H, Fbuf[chunk], phi_out)
     for j in prange(N):
         for x in range(3):
@@ -679,7 +829,7 @@ class DescriptorForces:
         e = self.encoded
         return (len(self.species), max(1, self.neighbors.max_row), self.radius**2, self.angular**2, e.rc, e.ron,
                 e.rad_p, e.rad_src, e.rad_fn, e.fn_plan, e.fn_param, e.leg_eta, e.leg_cut, e.ang_zeta, e.ang_lam,
-                e.grp_ptr, e.grp_cell, self.A, self.Bq, self.q_idx, self.quadratic, self.c12,
+                e.grp_ptr, e.grp_cell, e.mom_p, e.mom_grp, e.mom_leg, e.mom_coef, self.A, self.Bq, self.q_idx, self.quadratic, self.c12,
                 self.wall_rc, self.wall_ron, self.shared)
 
     def _compiled_arguments(self, positions):
@@ -712,7 +862,7 @@ def _forces_into(positions, H, F, kernel, args):
     F_sorted[:] = 0.0
     kernel(X, Y, Z, box, spec, sink_type, idx, ptr, c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7], c[8], c[9],
            c[10], c[11], c[12], c[13], c[14], c[15], c[16], c[17], c[18], c[19], c[20], c[21], c[22], c[23], c[24],
-           False, H_sorted, Fbuf, phi, F_sorted)
+           c[25], c[26], c[27], c[28], False, H_sorted, Fbuf, phi, F_sorted)
     for s in range(N):
         H[order[s]] = H_sorted[s]
         for x in range(3):

@@ -8,7 +8,8 @@ Setup as in the paper's timing (end of Sec. 5.3): water boxes at 0.997 g/cm^3 an
   own form) summed over all pairs by minimum image (O(N^2): run up to 8192 waters);
 - ``paper-cutoff``: the same switched off smoothly at r_c, with a neighbour list (needs a box >= 2 r_c);
 - ``many-body-own``, ``many-body-shared``: the many-body preset (``mld fit --invariants many-body``: cut
-  radial + angular invariants, r_c 4.5 A) in its own or shared form.
+  radial + angular invariants, r_c 4.5 A) in its own or shared form;
+- ``many-body-l2-own``, ``many-body-l2-shared``: the preset with zeta <= 2 (``--invariants many-body-l2``).
 
 The references (:data:`REFERENCES`, ``--compare openmm``) run the same box (same positions, velocities,
 masses, step and thermostat) as flexible TIP3P-FB water in OpenMM (:mod:`experiments.openmm_reference`),
@@ -54,14 +55,15 @@ from environment.kinetics import kinetic_temperature
 from environment.model import MolecularModel
 from environment.thermostats import NoseHooverChain
 from learning.descriptor_fit import local_quadratic
-from learning.fitting import DEFAULT_CUTOFF, descriptor_set
+from learning.fitting import DEFAULT_CUTOFF, PRESETS, descriptor_set
 
 MODES = ("minimum-image", "cutoff")
-#: The mld set-ups: the paper's model by all pairs or with a cutoff, the many-body model in either form.
-SETUPS = ("paper-all-pairs", "paper-cutoff", "many-body-own", "many-body-shared")
+#: The mld set-ups: the paper's model by all pairs or with a cutoff, the many-body models in either form.
+SETUPS = ("paper-all-pairs", "paper-cutoff", "many-body-own", "many-body-shared", "many-body-l2-own",
+          "many-body-l2-shared")
 #: The OpenMM references of ``--compare openmm``: flexible TIP3P-FB with PME, with reaction field.
 REFERENCES = ("openmm-pme", "openmm-rf")
-#: The set-up the many-body model is timed beside (``mld bench --invariants many-body``): the paper's.
+#: The set-up the many-body models are timed beside (``mld bench --invariants many-body``): the paper's.
 PAPER_REFERENCE = "paper-all-pairs"
 #: The mld set-ups that ``--compare openmm`` times by default.
 COMPARED = ("paper-all-pairs", "paper-cutoff", "many-body-shared")
@@ -88,12 +90,13 @@ def benchmark_losses(seed: int = 0, scale: float = 1e-4) -> AgentLosses:
     return AgentLosses(losses, {"note": "random coefficients for benchmarking"})
 
 
-def benchmark_descriptor_loss(form: str = "shared", seed: int = 0, scale: float = 1e-4) -> DescriptorLoss:
-    """The many-body preset (``mld fit --invariants many-body``: cut radial + angular invariants, r_c 4.5 A,
-    angular 3.5 A) as a quadratic loss of ``form`` with small random coefficients and the repulsive prior
-    of a real fit, which keeps nuclei apart (timing only)."""
+def benchmark_descriptor_loss(form: str = "shared", seed: int = 0, scale: float = 1e-4,
+                              preset: str = "many-body") -> DescriptorLoss:
+    """A many-body preset (``mld fit --invariants many-body``: cut radial + angular invariants, r_c 4.5 A,
+    angular 3.5 A; or ``many-body-l2``) as a quadratic loss of ``form`` with small random coefficients and the
+    repulsive prior of a real fit, which keeps nuclei apart (timing only)."""
     rng = np.random.default_rng(seed)
-    descriptors = descriptor_set("many-body", ("O", "H"), DEFAULT_CUTOFF)
+    descriptors = descriptor_set(preset, ("O", "H"), DEFAULT_CUTOFF)
     P, Q = len(descriptors), local_quadratic(descriptors)
     A, B = {}, {}
     for symbol in ("O", "H"):
@@ -118,7 +121,7 @@ def skip_reason(setup: str, n_waters: int, cutoff: float) -> str | None:
     r_c = DEFAULT_CUTOFF if setup.startswith("many-body") else cutoff
     if setup == "paper-all-pairs" and n_waters > MAX_MINIMUM_IMAGE_WATERS:
         return f"{n_waters} waters, {setup}: all-pairs cost grows as N^2 (run up to {MAX_MINIMUM_IMAGE_WATERS})"
-    if setup in ("paper-cutoff", "many-body-own", "many-body-shared") and box < 2 * r_c:
+    if (setup == "paper-cutoff" or setup.startswith("many-body")) and box < 2 * r_c:
         return f"{n_waters} waters, {setup}: box {box:.1f} A is under 2 r_c = {2 * r_c} A"
     return None
 
@@ -137,8 +140,8 @@ class MldRun:
     def __init__(self, setup: str, waters, threads: int, cutoff: float = 6.0, engine: str = "numba", seed: int = 0):
         symbols, positions, velocities, box = waters
         if setup.startswith("many-body"):
-            form = setup.rsplit("-", 1)[1]
-            losses, model_cutoff, self.mode = benchmark_descriptor_loss(form, seed), None, f"many-body, {form} form"
+            preset, form = setup.rsplit("-", 1)
+            losses, model_cutoff, self.mode = benchmark_descriptor_loss(form, seed, preset=preset), None, f"{preset}, {form} form"
             self.cutoff = DEFAULT_CUTOFF
         else:
             losses = benchmark_losses(seed)
@@ -379,16 +382,17 @@ def run_benchmark(sizes, modes, steps: int = 1000, cutoff: float = 6.0, engine: 
     """
     if set(modes) - set(MODES):
         raise ValueError(f"--modes must be among {MODES}, got {modes}")
-    if invariants not in ("paper", "many-body") or form not in ("own", "shared"):
-        raise ValueError(f"--invariants must be paper or many-body and --form own or shared, got {invariants}, {form}")
+    if invariants not in ("paper",) + PRESETS or form not in ("own", "shared"):
+        raise ValueError(f"--invariants must be paper, {' or '.join(PRESETS)} and --form own or shared, got "
+                         f"{invariants}, {form}")
     if invariants == "paper" and form != "own":
-        raise ValueError("--form shared needs --invariants many-body (the paper's losses are own-form)")
-    if invariants == "many-body":  # the descriptors carry their own cutoffs
-        setups, cutoff = [PAPER_REFERENCE, f"many-body-{form}"], DEFAULT_CUTOFF
+        raise ValueError("--form shared needs a many-body --invariants (the paper's losses are own-form)")
+    if invariants != "paper":  # the descriptors carry their own cutoffs
+        setups, cutoff = [PAPER_REFERENCE, f"{invariants}-{form}"], DEFAULT_CUTOFF
     else:
         setups = [{"minimum-image": "paper-all-pairs", "cutoff": "paper-cutoff"}[mode] for mode in modes]
     report = benchmark(sizes, setups, steps, blocks, cutoff, engine, threads, memory=memory)
-    if invariants == "many-body":
+    if invariants != "paper":
         paper = {row["waters"]: row["ns_per_atom_step"] for row in report["results"] if row["setup"] == PAPER_REFERENCE}
         for row in report["results"]:
             if row["setup"] != PAPER_REFERENCE and row["waters"] in paper:

@@ -1,13 +1,14 @@
 """Which fit a user asks for: the paper's losses or descriptor losses, own or shared form.
 
-``mld fit --form own|shared --invariants paper|auto|many-body|NAMES --cutoff R`` maps here:
+``mld fit --form own|shared --invariants paper|auto|many-body|many-body-l2|NAMES --cutoff R`` maps here:
 
 * own form, no cutoff, the paper's weight functions (``auto``: backward elimination to 7 per species,
   Sec. 5.2; ``paper``: all 18; or weight-function names): the paper's losses
   (:class:`agents.loss.AgentLosses`, minimum-image sums), by :func:`learning.selection.fit_losses`;
 * anything else: a :class:`agents.descriptor_loss.DescriptorLoss` whose invariants carry the cutoff r_c
   (default :data:`DEFAULT_CUTOFF`): ``many-body`` is the prototype set (cut radial functions plus the
-  angular grid of eqs 2.11-2.13, angular cutoff :data:`ANGULAR_CUTOFF`), ``paper`` the 18 weight
+  angular grid of eqs 2.11-2.13, angular cutoff :data:`ANGULAR_CUTOFF`), ``many-body-l2`` the same with
+  zeta 1 and 2 only (:data:`agents.descriptors.L2_ZETAS`) and every invariant cut at r_c, ``paper`` the 18 weight
   functions cut at r_c, or names of weight functions (cut at r_c) or of descriptors
   (``O:gauss(s=2,rc=4.5)``, ``OH:angle(eta=0.3,zeta=2,lambda=+1,rc=3.5)``); by
   :func:`learning.descriptor_fit.fit_descriptor_loss`, the ridge chosen on validation.
@@ -19,7 +20,7 @@ import re
 
 from agents.descriptor_loss import FORMS
 from agents.validation import non_negative
-from agents.descriptors import CutRadial, DescriptorSet, Feature, parse_feature, prototype_descriptors
+from agents.descriptors import L2_ZETAS, CutRadial, DescriptorSet, Feature, parse_feature, prototype_descriptors
 from agents.weights import paper_weight_functions, weight_functions
 from learning.descriptor_fit import RIDGES, fit_descriptor_loss
 from learning.selection import DEFAULT_RIDGE, fit_losses
@@ -29,16 +30,21 @@ DEFAULT_CUTOFF = 4.5
 #: Cutoff of the many-body preset's angular invariants (angstrom): half the force time of 4.5 A for
 #: a test RMSE 0.103 / 0.111 instead of 0.098 / 0.102 (O / H, shared quadratic, CP2K water run).
 ANGULAR_CUTOFF = 3.5
-INVARIANTS = ("auto", "paper", "many-body")
+#: The descriptor presets of ``--invariants`` (:func:`descriptor_set`).
+PRESETS = ("many-body", "many-body-l2")
+INVARIANTS = ("auto", "paper") + PRESETS
 
 
 def descriptor_set(invariants: str, species, cutoff: float) -> DescriptorSet:
     """The descriptors named by ``--invariants`` for the source ``species``, cut at ``cutoff``."""
     if invariants == "many-body":
         return prototype_descriptors(tuple(species), cutoff, angular_rc=min(ANGULAR_CUTOFF, cutoff))
+    if invariants == "many-body-l2":
+        return prototype_descriptors(tuple(species), cutoff, zetas=L2_ZETAS)
     if invariants == "auto":
         raise ValueError("--invariants auto (backward elimination) selects the paper's weight functions for the "
-                         "own form without a cutoff; for descriptor losses name them, or use paper or many-body")
+                         "own form without a cutoff; for descriptor losses name them, or use paper, many-body or "
+                         "many-body-l2")
     names = [n.strip() for n in re.split(r",(?![^(]*\))", invariants) if n.strip()]
     if invariants == "paper" or all(":" not in n for n in names):
         functions = paper_weight_functions() if invariants == "paper" else weight_functions(names)
@@ -53,7 +59,7 @@ def learn(trajectory, form: str = "own", invariants: str = "auto", order: str = 
 
     Args:
         form: ``'own'`` (the paper) or ``'shared'`` (every agent descends sum_i H_i).
-        invariants: ``auto``, ``paper``, ``many-body`` or comma-separated names.
+        invariants: ``auto``, ``paper``, ``many-body``, ``many-body-l2`` or comma-separated names.
         cutoff: r_c (angstrom) of descriptor losses; None: the paper's minimum image where that applies.
         ridge: the ridge (paper losses: on the column-scaled problem, default 0; descriptor losses: relative
             to the mean diagonal, default chosen on validation from :data:`learning.descriptor_fit.RIDGES`).
@@ -69,10 +75,10 @@ def learn(trajectory, form: str = "own", invariants: str = "auto", order: str = 
     if non_negative("--energy-weight", energy_weight) and form != "shared":
         raise ValueError(f"--energy-weight {energy_weight} needs --form shared: only the shared loss "
                          "E = sum_i H_i is a potential energy")
-    paper_kind = form == "own" and cutoff is None and invariants != "many-body" and ":" not in invariants
+    paper_kind = form == "own" and cutoff is None and invariants not in PRESETS and ":" not in invariants
     if paper_kind:
         if extra is not None:
-            raise ValueError("--extra data needs a descriptor loss (--form shared, --cutoff or --invariants many-body); "
+            raise ValueError("--extra data needs a descriptor loss (--form shared, --cutoff or a many-body --invariants); "
                              "the paper's losses are fitted on the run's training split alone")
         chosen = "auto" if invariants == "auto" else (
             [f.name for f in paper_weight_functions()] if invariants == "paper" else invariants)

@@ -8,8 +8,9 @@ from manybody_support import EVERY_KIND, random_config, random_loss, small_wall,
 from agents.descriptor_jacobian import descriptor_jacobian
 from agents.descriptors import DescriptorSet, parse_feature, prototype_descriptors
 from agents.pair_wall import PairWall
-from environment.descriptor_kernels import DescriptorForces
+from environment.descriptor_kernels import MOMENT_RANK, DescriptorForces, EncodedDescriptors
 from environment.forces import ForceEvaluator
+from learning.fitting import descriptor_set
 
 #: A reduced prototype set at the production cutoff (radial, then the angular grid on every pair).
 WATER_SET = prototype_descriptors(("O", "H"), rc=4.5, weights=("exp(a=1)", "gauss(s=1)", "pow(n=2)"),
@@ -106,3 +107,32 @@ def test_box_must_hold_the_cutoffs():
     loss.wall = PairWall({"OO": 1.0}, rc=4.6)
     with pytest.raises(ValueError, match="wall rc = 4.6 angstrom exceeds half the box"):
         DescriptorForces(loss, symbols, box)
+
+
+#: Only angular features of small zeta (every one summed through moments, no neighbour pairs formed), on two
+#: leg cutoffs, with a leg (eta=1, rc=3) that only the OO pair uses.
+MOMENTS_ONLY = DescriptorSet.from_names(
+    "O:exp(a=1/2,rc=3.9); H:gauss(s=1,rc=3.9); OO:angle(eta=0.05,zeta=1,lambda=+1,rc=3.9);"
+    "OO:angle(eta=1,zeta=2,lambda=-1,rc=3); OH:angle(eta=0.3,zeta=2,lambda=+1,rc=3.5);"
+    "OH:angle(eta=0.3,zeta=1,lambda=-1,rc=3.5); HH:angle(eta=0.05,zeta=2,lambda=-1,rc=3.9)"
+)
+
+
+@pytest.mark.parametrize("form", ["own", "shared"])
+def test_features_summed_through_moments_match_numpy(form):
+    encoded = EncodedDescriptors(MOMENTS_ONLY, ["O", "H"])
+    assert MOMENT_RANK == 2 and len(encoded.mom_p) == 5 and encoded.grp_ptr[-1] == 0  # no pair by pair
+    positions, symbols = random_config(60, 9.0, np.random.default_rng(30))
+    loss = random_loss(MOMENTS_ONLY, form, np.random.default_rng(31), wall=small_wall())
+    fast = DescriptorForces(loss, symbols, 9.0, skin=0.5)
+    H, F = fast(positions)
+    H0, F0 = loss.evaluate(positions, 9.0, symbols)
+    assert close(H, H0) and close(F, F0)
+    assert close(fast.descriptors(positions), descriptor_jacobian(positions, 9.0, symbols, MOMENTS_ONLY).phi)
+
+
+def test_the_l2_preset_is_summed_through_moments_and_the_prototype_pair_by_pair():
+    l2 = EncodedDescriptors(descriptor_set("many-body-l2", ("O", "H"), 4.5), ["O", "H"])
+    prototype = EncodedDescriptors(descriptor_set("many-body", ("O", "H"), 4.5), ["O", "H"])
+    assert len(l2.mom_p) == 36 and l2.grp_ptr[-1] == 0 and set(l2.rc) == {4.5}
+    assert len(prototype.mom_p) == 0 and prototype.grp_ptr[-1] == 72

@@ -13,6 +13,7 @@ from experiments.bench import COMPARED, MAX_MINIMUM_IMAGE_WATERS, OPENMM_CUTOFF,
     run_benchmark, table
 from experiments.cli.options import writable_directory
 from experiments.outputs import Results, plain
+from learning.fitting import PRESETS
 
 
 def _names(text) -> list[str]:
@@ -58,8 +59,9 @@ def register(subparsers, common) -> None:
     p.add_argument("--threads", type=int, default=None,
                    help=f"threads of mld and OpenMM (default: 1 below {SERIAL_BELOW_ATOMS} atoms, else all cores; "
                         "each row says how many it used)")
-    p.add_argument("--invariants", choices=["paper", "many-body"], default=None,
-                   help="paper: the paper's 7 weight functions per species (default); many-body: the many-body preset")
+    p.add_argument("--invariants", choices=["paper", *PRESETS], default=None,
+                   help="paper: the paper's 7 weight functions per species (default); many-body: the many-body preset; "
+                        "many-body-l2: the preset with zeta <= 2 (both timed beside the paper's model)")
     p.add_argument("--form", choices=["own", "shared"], default=None,
                    help="own (default; the only form of the paper's losses) or shared (many-body only)")
     p.add_argument("--compare", choices=["openmm"], default=None,

@@ -80,8 +80,8 @@ def _select(args) -> int:
 
 def _select_descriptors(args) -> int:
     if args.invariants is None or args.invariants == "auto":
-        raise ValueError("descriptor selection (--form shared or --cutoff) needs --invariants: many-body, paper or "
-                         "names of descriptors")
+        raise ValueError("descriptor selection (--form shared or --cutoff) needs --invariants: many-body, many-body-l2, "
+                         "paper or names of descriptors")
     if args.ridge is not None:
         raise ValueError("--ridge: descriptor selection chooses the ridge on the validation split")
     if args.energy_weight and args.form != "shared":
@@ -204,8 +204,8 @@ def register(subparsers, common) -> None:
                                    "Table 1), or with --invariants over a union of descriptors (own or shared form)")
     _data_options(p)
     p.add_argument("--invariants", default=None,
-                   help="candidates for descriptor selection: many-body (radial + angular), paper (the 18 cut at "
-                        "--cutoff) or NAME,NAME,...; default: the paper's selection (own form, minimum image)")
+                   help="candidates for descriptor selection: many-body (radial + angular), many-body-l2 (zeta <= 2), "
+                        "paper (the 18 cut at --cutoff) or NAME,NAME,...; default: the paper's selection (own form, minimum image)")
     p.add_argument("--form", choices=["own", "shared"], default=None,
                    help="form of the descriptor losses (default own; shared implies descriptor selection)")
     p.add_argument("--cutoff", type=positive_float,
