@@ -41,7 +41,7 @@ import time
 import numba
 import numpy as np
 
-from agents.descriptor_loss import DescriptorLoss
+from agents.descriptor_loss import FORMS, DescriptorLoss
 from agents.invariants import InvariantSet
 from agents.loss import AgentLosses, SpeciesLoss
 from agents.pair_wall import PairWall
@@ -58,9 +58,8 @@ from learning.descriptor_fit import local_quadratic
 from learning.fitting import DEFAULT_CUTOFF, PRESETS, descriptor_set
 
 MODES = ("minimum-image", "cutoff")
-#: The mld set-ups: the paper's model by all pairs or with a cutoff, the many-body models in either form.
-SETUPS = ("paper-all-pairs", "paper-cutoff", "many-body-own", "many-body-shared", "many-body-l2-own",
-          "many-body-l2-shared")
+#: The mld set-ups: the paper's model by all pairs or with a cutoff, each many-body preset in either form.
+SETUPS = ("paper-all-pairs", "paper-cutoff") + tuple(f"{preset}-{form}" for preset in PRESETS for form in FORMS)
 #: The OpenMM references of ``--compare openmm``: flexible TIP3P-FB with PME, with reaction field.
 REFERENCES = ("openmm-pme", "openmm-rf")
 #: The set-up the many-body models are timed beside (``mld bench --invariants many-body``): the paper's.
@@ -141,7 +140,8 @@ class MldRun:
         symbols, positions, velocities, box = waters
         if setup.startswith("many-body"):
             preset, form = setup.rsplit("-", 1)
-            losses, model_cutoff, self.mode = benchmark_descriptor_loss(form, seed, preset=preset), None, f"{preset}, {form} form"
+            losses, model_cutoff = benchmark_descriptor_loss(form, seed, preset=preset), None
+            self.mode = f"{preset}, {form} form"
             self.cutoff = DEFAULT_CUTOFF
         else:
             losses = benchmark_losses(seed)

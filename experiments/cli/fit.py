@@ -18,7 +18,7 @@ from experiments.outputs import plain
 from learning.contact_probes import EMBEDDED_HELD_OUT
 from learning.cp2k.reader import portable_path
 from learning.labelled import concatenate, read_labelled, write_labelled
-from learning.fitting import DEFAULT_CUTOFF, INVARIANTS, learn
+from learning.fitting import DEFAULT_CUTOFF, INVARIANTS, PRESETS, learn
 from learning.regression import ORDERS
 from learning.scoring import relative_force_rmse
 from learning.descriptor_selection import DEFAULT_TOLERANCE
@@ -80,7 +80,7 @@ def _select(args) -> int:
 
 def _select_descriptors(args) -> int:
     if args.invariants is None or args.invariants == "auto":
-        raise ValueError("descriptor selection (--form shared or --cutoff) needs --invariants: many-body, many-body-l2, "
+        raise ValueError(f"descriptor selection (--form shared or --cutoff) needs --invariants: {', '.join(PRESETS)}, "
                          "paper or names of descriptors")
     if args.ridge is not None:
         raise ValueError("--ridge: descriptor selection chooses the ridge on the validation split")
