@@ -7,9 +7,11 @@ Setup as in the paper's timing (end of Sec. 5.3): water boxes at 0.997 g/cm^3 an
 - ``paper-all-pairs``: the paper's losses (7 weight functions per species, its selected sets, quadratic,
   own form) summed over all pairs by minimum image (O(N^2): run up to 8192 waters);
 - ``paper-cutoff``: the same switched off smoothly at r_c, with a neighbour list (needs a box >= 2 r_c);
-- ``many-body-own``, ``many-body-shared``: the many-body preset (``mld fit --invariants many-body``: cut
-  radial + angular invariants, r_c 4.5 A) in its own or shared form;
-- ``many-body-l2-own``, ``many-body-l2-shared``: the preset with zeta <= 2 (``--invariants many-body-l2``).
+- ``many-body-l2-own``, ``many-body-l2-shared``: the many-body set with zeta <= 2 (``mld fit --invariants
+  many-body-l2``: cut radial + angular invariants, r_c 4.5 A; what ``many-body`` means in the shared form) in
+  its own or shared form;
+- ``many-body-sharp-own``, ``many-body-sharp-shared``: the prototype's set, zeta up to 16, angular 3.5 A
+  (``--invariants many-body-sharp``; ``many-body`` in the own form).
 
 The references (:data:`REFERENCES`, ``--compare openmm``) run the same box (same positions, velocities,
 masses, step and thermostat) as flexible TIP3P-FB water in OpenMM (:mod:`experiments.openmm_reference`),
@@ -55,17 +57,17 @@ from environment.kinetics import kinetic_temperature
 from environment.model import MolecularModel
 from environment.thermostats import NoseHooverChain
 from learning.descriptor_fit import local_quadratic
-from learning.fitting import DEFAULT_CUTOFF, PRESETS, descriptor_set
+from learning.fitting import DEFAULT_CUTOFF, MANY_BODY_SETS, PRESETS, descriptor_set, many_body_set
 
 MODES = ("minimum-image", "cutoff")
-#: The mld set-ups: the paper's model by all pairs or with a cutoff, each many-body preset in either form.
-SETUPS = ("paper-all-pairs", "paper-cutoff") + tuple(f"{preset}-{form}" for preset in PRESETS for form in FORMS)
+#: The mld set-ups: the paper's model by all pairs or with a cutoff, each many-body set in either form.
+SETUPS = ("paper-all-pairs", "paper-cutoff") + tuple(f"{name}-{form}" for name in MANY_BODY_SETS for form in FORMS)
 #: The OpenMM references of ``--compare openmm``: flexible TIP3P-FB with PME, with reaction field.
 REFERENCES = ("openmm-pme", "openmm-rf")
 #: The set-up the many-body models are timed beside (``mld bench --invariants many-body``): the paper's.
 PAPER_REFERENCE = "paper-all-pairs"
 #: The mld set-ups that ``--compare openmm`` times by default.
-COMPARED = ("paper-all-pairs", "paper-cutoff", "many-body-shared")
+COMPARED = ("paper-all-pairs", "paper-cutoff", "many-body-l2-shared")
 #: Largest system timed with all-pairs sums (its cost grows as N^2).
 MAX_MINIMUM_IMAGE_WATERS = 8192
 #: Time step (fs), thermostat target (K) and Nose-Hoover time constant (fs) of every set-up.
@@ -91,11 +93,11 @@ def benchmark_losses(seed: int = 0, scale: float = 1e-4) -> AgentLosses:
 
 def benchmark_descriptor_loss(form: str = "shared", seed: int = 0, scale: float = 1e-4,
                               preset: str = "many-body") -> DescriptorLoss:
-    """A many-body preset (``mld fit --invariants many-body``: cut radial + angular invariants, r_c 4.5 A,
-    angular 3.5 A; or ``many-body-l2``) as a quadratic loss of ``form`` with small random coefficients and the
-    repulsive prior of a real fit, which keeps nuclei apart (timing only)."""
+    """A many-body preset (``mld fit --invariants many-body``, the set of ``form``, or ``many-body-l2``,
+    ``many-body-sharp``: cut radial + angular invariants, r_c 4.5 A) as a quadratic loss of ``form`` with small
+    random coefficients and the repulsive prior of a real fit, which keeps nuclei apart (timing only)."""
     rng = np.random.default_rng(seed)
-    descriptors = descriptor_set(preset, ("O", "H"), DEFAULT_CUTOFF)
+    descriptors = descriptor_set(preset, ("O", "H"), DEFAULT_CUTOFF, form)
     P, Q = len(descriptors), local_quadratic(descriptors)
     A, B = {}, {}
     for symbol in ("O", "H"):
@@ -388,7 +390,7 @@ def run_benchmark(sizes, modes, steps: int = 1000, cutoff: float = 6.0, engine: 
     if invariants == "paper" and form != "own":
         raise ValueError("--form shared needs a many-body --invariants (the paper's losses are own-form)")
     if invariants != "paper":  # the descriptors carry their own cutoffs
-        setups, cutoff = [PAPER_REFERENCE, f"{invariants}-{form}"], DEFAULT_CUTOFF
+        setups, cutoff = [PAPER_REFERENCE, f"{many_body_set(invariants, form)}-{form}"], DEFAULT_CUTOFF
     else:
         setups = [{"minimum-image": "paper-all-pairs", "cutoff": "paper-cutoff"}[mode] for mode in modes]
     report = benchmark(sizes, setups, steps, blocks, cutoff, engine, threads, memory=memory)

@@ -9,9 +9,11 @@ same frame: the ``shared`` form (every agent descends E = sum_k H_k) conserves E
 measures the integrator; the paper's ``own`` form has no E and heats (K/ps).
 
 Variants: ``radial`` is the paper's 18 weight functions (4.2-4.4) cut smoothly at 4.5 angstrom;
-``many-body`` is the radial + angular descriptor set of :func:`learning.fitting.descriptor_set`, and
-``many-body-l2`` the same with zeta <= 2, every invariant cut at 4.5 angstrom (its forces are summed through
-moments: about 1.7x the paper model's time per step where ``many-body`` takes about 2.8x);
+``many-body-sharp`` is the prototype's radial + angular descriptor set (zeta up to 16, angular 3.5 angstrom) of
+:func:`learning.fitting.descriptor_set`, and ``many-body-l2`` the same with zeta <= 2, every invariant cut at
+4.5 angstrom (its forces are summed through moments: about 1.7x the paper model's time per step where
+``many-body-sharp`` takes about 2.8x); ``--invariants many-body`` is ``many-body-l2`` in the shared form and
+``many-body-sharp`` in the own form;
 ``+probes`` adds the embedded CP2K contact probes (two molecules pushed together,
 :mod:`learning.contact_probes`) to the training rows; ``+active`` adds one round of active learning as
 well (the probes pushed on to 1.45 angstrom, and CP2K labels of the last frames of a learned run that
@@ -66,11 +68,12 @@ class Variant:
 
 VARIANTS = {
     "own/radial": Variant("own", "paper", 4.5),
-    "own/many-body": Variant("own", "many-body", None),
+    "own/many-body-sharp": Variant("own", "many-body-sharp", None),
     "shared/radial": Variant("shared", "paper", 4.5),
-    "shared/many-body": Variant("shared", "many-body", None),
-    "shared/many-body+probes": Variant("shared", "many-body", None, ("probes",)),
-    "shared/many-body+active": Variant("shared", "many-body", None, ("probes", "probes-1.45", "failure-frames")),
+    "shared/many-body-sharp": Variant("shared", "many-body-sharp", None),
+    "shared/many-body-sharp+probes": Variant("shared", "many-body-sharp", None, ("probes",)),
+    "shared/many-body-sharp+active": Variant("shared", "many-body-sharp", None,
+                                             ("probes", "probes-1.45", "failure-frames")),
     "shared/many-body-l2": Variant("shared", "many-body-l2", None),
     "shared/many-body-l2+probes": Variant("shared", "many-body-l2", None, ("probes",)),
     "shared/many-body-l2+active": Variant("shared", "many-body-l2", None, ("probes", "l2-failure-frames")),

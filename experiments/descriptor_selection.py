@@ -43,7 +43,8 @@ class DescriptorSelectionExperiment(FeatureSelectionExperiment):
         cfg = self.config
         trajectory = self.trajectory or read_labelled(cfg.data)
         species = tuple(dict.fromkeys(trajectory.symbols))
-        descriptors = descriptor_set(cfg.invariants, species, DEFAULT_CUTOFF if cfg.cutoff is None else cfg.cutoff)
+        descriptors = descriptor_set(cfg.invariants, species, DEFAULT_CUTOFF if cfg.cutoff is None else cfg.cutoff,
+                                     cfg.form)
         self.selection = result = select_descriptor_loss(
             trajectory, descriptors, cfg.form, cfg.order, n_keep=cfg.n_keep, tolerance=cfg.tolerance,
             energy_weight=cfg.energy_weight, progress=cfg.progress)

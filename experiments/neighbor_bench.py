@@ -4,7 +4,7 @@ amortized rebuild share and peak memory against the system size (docs/neighbors.
 ``python -m experiments.neighbor_bench skin --waters 128 1024 8192 --skins 0.5 1 1.5``
 ``python -m experiments.neighbor_bench size --atoms 384 3072 24576 98304 1000000``
 print one JSON line per run.  The set-up is ``mld bench``'s (the paper's loss with 7 weight functions
-per species in cutoff mode, or the many-body shared preset), NVT at 450 K (velocity Verlet +
+per species in cutoff mode, or the many-body shared preset, ``many-body-l2``), NVT at 450 K (velocity Verlet +
 Nosé-Hoover), timed after a warm-up step; the rebuild share is ``NeighborList.build_seconds`` over
 the timed wall time, ``build_in_steps`` a build's cost in steps without one, and ``steps_per_build``
 how often the list was rebuilt.

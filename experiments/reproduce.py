@@ -27,7 +27,7 @@ def reproduce(data=None, out="mld-reproduce", quick=False, progress=False) -> di
     """Every experiment of the paper on one CP2K run: figures, CSV, ``summary.json`` and ``report.md``.
 
     ``quick`` fits on every 4th frame and runs shorter simulations (under 2 minutes here).  The last
-    step goes beyond the paper (:mod:`experiments.beyond`): quick, two variants (shared/many-body,
+    step goes beyond the paper (:mod:`experiments.beyond`): quick, two variants (shared/many-body-l2,
     own/radial) on every 8th frame, 200 steps; otherwise every variant that applies to the data
     (:func:`experiments.beyond.default_variants`) on every 4th frame, :data:`BEYOND_STEPS`.
     """
@@ -58,7 +58,7 @@ def reproduce(data=None, out="mld-reproduce", quick=False, progress=False) -> di
         for name, experiment in experiments.items():
             experiment.save(staging / name)
             summaries[name] = experiment.results.summary
-        beyond = (FormComparisonExperiment(trajectory=trajectory, variants=("shared/many-body", "own/radial"),
+        beyond = (FormComparisonExperiment(trajectory=trajectory, variants=("shared/many-body-l2", "own/radial"),
                                            stride=8, steps=200, nve_steps=100, progress=progress) if quick else
                   FormComparisonExperiment(trajectory=trajectory, steps=BEYOND_STEPS, every=4, progress=progress))
         beyond.save(staging / "beyond")

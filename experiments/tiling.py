@@ -43,9 +43,9 @@ from experiments.water import MIN_FRAMES, collected_trajectory, run_or_stop
 from learning.cp2k.reader import read_trajectory
 
 #: The loss fitted when none is given (a key of :data:`experiments.beyond.VARIANTS`): the shared many-body loss
-#: with the embedded contact probes and one round of active learning, whose 100 ps runs from five CP2K frames and
-#: 768-atom runs from three all complete (README, "Contact probes").
-DEFAULT_VARIANT = "shared/many-body+active"
+#: (``many-body-l2``) with the embedded contact probes and its round of active learning, whose 100 ps runs from five
+#: CP2K frames and 768-atom runs from three all complete (README, "The l <= 2 set").
+DEFAULT_VARIANT = "shared/many-body-l2+active"
 #: The agreement rule, as written into the summary.
 RULE = ("boxes agree on an observable when |tiled - original| <= its CP2K tolerance (experiments.observables."
         "TOLERANCES, set from the spread between the halves of the CP2K run); g(r): int |g_tiled - g_original| dr "

@@ -95,12 +95,14 @@ def test_the_plain_benchmark_runs_exactly_the_steps_asked_in_blocks():
         run_benchmark([32], ["minimum-image"], steps=2, blocks=3)
 
 
-@pytest.mark.parametrize("preset", ["many-body", "many-body-l2"])
-def test_a_many_body_preset_is_timed_beside_the_paper_model(preset):
-    report = run_benchmark([32], ["minimum-image"], steps=4, threads=1, blocks=2, invariants=preset, form="shared")
+@pytest.mark.parametrize("preset, form, timed", [("many-body", "shared", "many-body-l2"),
+                                                 ("many-body", "own", "many-body-sharp"),
+                                                 ("many-body-sharp", "shared", "many-body-sharp")])
+def test_a_many_body_preset_is_timed_beside_the_paper_model(preset, form, timed):
+    report = run_benchmark([32], ["minimum-image"], steps=4, threads=1, blocks=2, invariants=preset, form=form)
     paper, many_body = report["results"]
-    assert (paper["setup"], many_body["setup"]) == ("paper-all-pairs", f"{preset}-shared")
-    assert many_body["steps"] == 4 and many_body["mode"] == f"{preset}, shared form"
+    assert (paper["setup"], many_body["setup"]) == ("paper-all-pairs", f"{timed}-{form}")
+    assert many_body["steps"] == 4 and many_body["mode"] == f"{timed}, {form} form"
     assert many_body["vs_paper"] == pytest.approx(many_body["ns_per_atom_step"] / paper["ns_per_atom_step"])
 
 

@@ -15,7 +15,7 @@ from experiments.tiling import TiledBoxExperiment
 from learning.cp2k.reader import read_trajectory
 
 FRAMES = 120  # as tests/test_experiments.py: every split of Sec. 5.1 has frames
-VARIANTS = ("shared/many-body", "own/radial")
+VARIANTS = ("shared/many-body-l2", "own/radial")
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +35,7 @@ def test_every_variant_is_fitted_run_and_compared_with_cp2k(compared):
     for variant, v in summary["variants"].items():
         assert set(v["test_rmse"]) == {"O", "H"} and all(0 < r < 1 for r in v["test_rmse"].values()), variant
         assert v["fit_s"] > 0 and v["nvt_steps"] > 0
-    shared = summary["variants"]["shared/many-body"]
+    shared = summary["variants"]["shared/many-body-l2"]
     assert shared["blew_up"] is None and shared["nvt_steps"] == 40
     assert abs(shared["observables"]["hoh_angle_mean_deg"]["learned"] - summary["cp2k"]["hoh_angle_mean_deg"]) < 5
     table = pd.read_csv(out / "variants.csv")
@@ -48,7 +48,7 @@ def test_every_variant_is_fitted_run_and_compared_with_cp2k(compared):
 
 def test_the_shared_forces_sum_to_zero(compared):
     _, trajectory, out = compared
-    loss = DescriptorLoss.load(out / loss_file_name("shared/many-body"))
+    loss = DescriptorLoss.load(out / loss_file_name("shared/many-body-l2"))
     _, forces = loss.evaluate(trajectory.positions[60], trajectory.box, trajectory.symbols)[:2]
     assert np.abs(forces).max() > 0.1
     np.testing.assert_allclose(forces.sum(axis=0), 0.0, atol=1e-9)
@@ -58,7 +58,7 @@ def test_the_shared_form_conserves_energy_where_the_own_form_heats(compared):
     """NVE from the same frame: the shared loss's E = KE + sum H drifts little; the paper's own form heats."""
     experiment, trajectory, _ = compared
     summary = experiment.results.summary["variants"]
-    shared, own = summary["shared/many-body"]["nve"], summary["own/radial"]["nve"]
+    shared, own = summary["shared/many-body-l2"]["nve"], summary["own/radial"]["nve"]
     own_heating_eV_per_ps = own["temperature_K_per_ps"] * 0.5 * (3 * len(trajectory.symbols) - 3) * KB_EV_PER_K
     assert abs(shared["energy_eV_per_ps"]) < 1.0  # over 20 fs: Verlet's bounded energy error, no trend yet
     assert own_heating_eV_per_ps > 20 * abs(shared["energy_eV_per_ps"])
@@ -78,7 +78,7 @@ def test_mld_beyond_tile_runs_one_loss_in_both_boxes_and_compares_them(compared,
     _, trajectory, out = compared
     (tmp_path / "run").mkdir()
     data = embedded_run_slice(tmp_path / "run", FRAMES)
-    loss = out / loss_file_name("shared/many-body")
+    loss = out / loss_file_name("shared/many-body-l2")
     result = tmp_path / "tiled"
     assert main(["beyond", "--tile", "2", "--loss", str(loss), "--data", str(data), "--steps", "40",
                  "--start-frame", "30", "--no-progress", "--out", str(result)]) == 0
@@ -103,7 +103,7 @@ def test_exact_copies_of_a_tiling_move_in_lockstep(compared):
     """Without the kick every copy feels the same forces (to rounding) and the same thermostat: the
     copies stay copies."""
     experiment, trajectory, _ = compared
-    tiled = TiledBoxExperiment(trajectory=trajectory, losses=experiment.losses["shared/many-body"], steps=40,
+    tiled = TiledBoxExperiment(trajectory=trajectory, losses=experiment.losses["shared/many-body-l2"], steps=40,
                                symmetry_noise=0.0).run()
     assert tiled.summary["copy_divergence_A"]["max"] < 1e-9
 

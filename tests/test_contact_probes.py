@@ -228,7 +228,7 @@ def test_the_probes_variants_apply_only_to_the_probes_system():
     assert default_variants(run) == tuple(VARIANTS)
     other = replace(run, box=run.box + 1.0)
     assert default_variants(other) == tuple(v for v in VARIANTS if not VARIANTS[v].extra)
-    assert {"shared/many-body+probes", "shared/many-body+active"} <= set(VARIANTS) - set(default_variants(other))
+    assert {"shared/many-body-sharp+probes", "shared/many-body-l2+active"} <= set(VARIANTS) - set(default_variants(other))
     for name in EXTRA_DATA:
         assert same_system(embedded_extra(run, (name,)), run)
         with pytest.raises(ValueError, match="another system"):

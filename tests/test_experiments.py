@@ -52,9 +52,9 @@ def test_reproduce_quick_writes_every_figure_table_and_the_report(reproduced):
     report = (reproduced / "report.md").read_text()
     assert "Water as a physicist checks it" in report and "| pass |" in report
     assert "Table 1" in report and "| O | quadratic |" in report and "0.31" in report
-    assert "## Beyond the paper" in report and "| shared/many-body |" in report and "| own/radial |" in report
+    assert "## Beyond the paper" in report and "| shared/many-body-l2 |" in report and "| own/radial |" in report
     assert (reproduced / "beyond" / "variants.png").stat().st_size > 10_000
-    assert set(summary["beyond"]["variants"]) == {"shared/many-body", "own/radial"}
+    assert set(summary["beyond"]["variants"]) == {"shared/many-body-l2", "own/radial"}
     AgentLosses.load(reproduced / "losses.json")
 
 

@@ -169,3 +169,20 @@ def test_energy_targets_need_the_shared_form(tmp_path, capsys):
     printed = json.loads(capsys.readouterr().out)
     assert code == 0 and printed["energy_weight"] == 1.0
     assert 0 < printed["energy_rmse"]["test"]["eV_per_atom"] < 0.1
+
+
+def test_many_body_means_the_set_the_form_needs():
+    """``--invariants many-body``: zeta <= 2 at 4.5 A in the shared form, the prototype's zeta up to 16 (angular
+    3.5 A) in the own form; each set is reachable by name in either form."""
+    from learning.fitting import MANY_BODY, descriptor_set
+
+    def angular(form, invariants="many-body"):
+        return {(f.function.zeta, f.function.rc) for f in descriptor_set(invariants, ("O", "H"), 4.5, form).features
+                if f.angular}
+
+    assert MANY_BODY == {"shared": "many-body-l2", "own": "many-body-sharp"}
+    assert angular("shared") == {(1, 4.5), (2, 4.5)} == angular("own", "many-body-l2")
+    assert angular("own") == {(z, 3.5) for z in (1, 2, 4, 16)} == angular("shared", "many-body-sharp")
+    for form, name in MANY_BODY.items():
+        assert descriptor_set("many-body", ("O", "H"), 4.5, form).names == descriptor_set(name, ("O", "H"), 4.5,
+                                                                                          form).names

@@ -132,7 +132,7 @@ def test_features_summed_through_moments_match_numpy(form):
 
 
 def test_the_l2_preset_is_summed_through_moments_and_the_prototype_pair_by_pair():
-    l2 = EncodedDescriptors(descriptor_set("many-body-l2", ("O", "H"), 4.5), ["O", "H"])
-    prototype = EncodedDescriptors(descriptor_set("many-body", ("O", "H"), 4.5), ["O", "H"])
+    l2 = EncodedDescriptors(descriptor_set("many-body-l2", ("O", "H"), 4.5, "shared"), ["O", "H"])
+    prototype = EncodedDescriptors(descriptor_set("many-body-sharp", ("O", "H"), 4.5, "own"), ["O", "H"])
     assert len(l2.mom_p) == 36 and l2.grp_ptr[-1] == 0 and set(l2.rc) == {4.5}
     assert len(prototype.mom_p) == 0 and prototype.grp_ptr[-1] == 72

@@ -97,7 +97,7 @@ def test_the_benchmark_times_the_many_body_shared_model():
     report = run_benchmark([32], ["minimum-image"], steps=3, invariants="many-body", form="shared", threads=1)
     paper, row = report["results"]  # timed beside the paper's model, in one process
     assert paper["setup"] == "paper-all-pairs" and "vs_paper" not in paper
-    assert row["mode"] == "many-body, shared form" and row["atoms"] == 96 and row["seconds_per_1000_steps"] > 0
+    assert row["mode"] == "many-body-l2, shared form" and row["atoms"] == 96 and row["seconds_per_1000_steps"] > 0
     assert row["vs_paper"] == pytest.approx(row["ns_per_atom_step"] / paper["ns_per_atom_step"])
     with pytest.raises(ValueError, match="--form shared needs a many-body --invariants"):
         run_benchmark([32], ["minimum-image"], steps=3, form="shared")

@@ -60,8 +60,9 @@ def register(subparsers, common) -> None:
                    help=f"threads of mld and OpenMM (default: 1 below {SERIAL_BELOW_ATOMS} atoms, else all cores; "
                         "each row says how many it used)")
     p.add_argument("--invariants", choices=["paper", *PRESETS], default=None,
-                   help="paper: the paper's 7 weight functions per species (default); many-body: the many-body preset; "
-                        "many-body-l2: the preset with zeta <= 2 (both timed beside the paper's model)")
+                   help="paper: the paper's 7 weight functions per species (default); many-body: the many-body set of "
+                        "--form (shared: many-body-l2, own: many-body-sharp); many-body-l2: zeta <= 2, through moments; "
+                        "many-body-sharp: the prototype's zeta up to 16 (each timed beside the paper's model)")
     p.add_argument("--form", choices=["own", "shared"], default=None,
                    help="own (default; the only form of the paper's losses) or shared (many-body only)")
     p.add_argument("--compare", choices=["openmm"], default=None,

@@ -174,7 +174,7 @@ def register(subparsers, common) -> None:
     _data_options(p)
     p.add_argument("--variant", choices=list(VARIANTS),
                    help="fit a named variant of `mld beyond` (form, invariants, cutoff and embedded extra data), "
-                        "e.g. shared/many-body+active, the default loss of large boxes; `mld beyond` fits them "
+                        "e.g. shared/many-body-l2+active, the default loss of large boxes; `mld beyond` fits them "
                         "with --stride 4")
     p.add_argument("--stride", type=int, default=1,
                    help="learn from every N-th frame of the data (default 1: all; the splits are taken after it)")
@@ -204,8 +204,9 @@ def register(subparsers, common) -> None:
                                    "Table 1), or with --invariants over a union of descriptors (own or shared form)")
     _data_options(p)
     p.add_argument("--invariants", default=None,
-                   help="candidates for descriptor selection: many-body (radial + angular), many-body-l2 (zeta <= 2), "
-                        "paper (the 18 cut at --cutoff) or NAME,NAME,...; default: the paper's selection (own form, minimum image)")
+                   help="candidates for descriptor selection: many-body (radial + angular: many-body-l2 in the shared "
+                        "form, many-body-sharp in the own form), many-body-l2 (zeta <= 2), many-body-sharp (zeta up to "
+                        "16), paper (the 18 cut at --cutoff) or NAME,NAME,...; default: the paper's selection (own form, minimum image)")
     p.add_argument("--form", choices=["own", "shared"], default=None,
                    help="form of the descriptor losses (default own; shared implies descriptor selection)")
     p.add_argument("--cutoff", type=positive_float,
