@@ -55,7 +55,8 @@ from agents.descriptor_loss import DescriptorLoss
 from agents.descriptors import DescriptorSet
 from environment.fused import adapter_call
 from environment.neighbors import DEFAULT_SKIN, NeighborList
-from environment.kernels import EXP, EXP_POWER, GAUSS, GAUSS_POWER, POW_INT, _exp, encode_functions, plan_powers
+from environment.kernels import (EXP, EXP_POWER, GAUSS, GAUSS_POWER, POW_INT, _exp, _inv_sqrt, encode_functions,
+                                 plan_powers)
 from agents.cutoff import SmoothCutoff
 
 _FLAGS = {"nsz", "contract", "reassoc", "arcp"}
@@ -437,8 +438,10 @@ def _centres(c0, c1, X, Y, Z, box, spec, sink_type, idx, ptr, n_species, max_row
                     inner[a] = K
         block[S] = K
         for n in range(K):
-            rr[n] = np.sqrt(dx[n] * dx[n] + dy[n] * dy[n] + dz[n] * dz[n])
-            inv_r[n] = 1.0 / rr[n]
+            r2 = dx[n] * dx[n] + dy[n] * dy[n] + dz[n] * dz[n]
+            inv = _inv_sqrt(r2)
+            rr[n] = r2 * inv
+            inv_r[n] = inv
             ex[n] = dx[n] * inv_r[n]
             ey[n] = dy[n] * inv_r[n]
             ez[n] = dz[n] * inv_r[n]

@@ -7,14 +7,18 @@ One pass per sink agent k computes, for every source species a and weight functi
 
 and contracts them at once with the loss of k's species: H_k = A.phi + 1/2 phi.B phi and
 F_k = -(A + B phi).dphi.  Nothing of size (N, N) is ever stored.  The candidate sources i come either
-from all atoms (minimum image, the paper's sums; S = 1) or from a :class:`~environment.neighbors.NeighborList`
-(smooth cutoff S of :mod:`agents.cutoff`).
+from all atoms (minimum image, the paper's sums; S = 1: :func:`_sinks_all`) or from a
+:class:`~environment.neighbors.NeighborList` (smooth cutoff S of :mod:`agents.cutoff`: :func:`_sinks_cut`, which
+first drops the listed pairs beyond r_c, a third of the list at the default skin).
 
 The kernels are numba-compiled (``cache=True``: ~9 s the first time on a machine, then loaded in
 ~0.5 s; compiled or loaded, they give the same bits: see ``_SINKS_LOADED``), run in parallel over
-chunks of sinks (each sink on one thread, so the results do not depend on the number of threads), and evaluate exp() with a branch-free polynomial so the
-inner loops vectorize (SIMD); it agrees with ``numpy.exp`` to ~1 ulp.  Weight functions that are
-integer powers of another (exp(-r/2) = exp(-r/4)^2, gauss(s=2) = gauss(s=4)^4) reuse its exp().
+chunks of sinks (each sink on one thread, so the results do not depend on the number of threads), and are
+written so that their pair loops vectorize (SIMD): exp() is a branch-free polynomial (:func:`_exp`, ~1 ulp) and
+1/r a bit-level guess and Newton steps (:func:`_inv_sqrt`, ~1 ulp; the square root and division it replaces are
+not pipelined and took a fifth of the time).  Per pair and function the all-pairs loops read only r or 1/r and the
+displacement: w' / r = slope w f(r) with f = 1/r, 1 or 1/r^2 by family, the slope applied once per sum.  Weight
+functions that are integer powers of another (exp(-r/2) = exp(-r/4)^2, gauss(s=2) = gauss(s=4)^4) reuse its exp().
 Results agree with the numpy reference to ~1e-15 relative (summation order differs).  Entry points:
 
 - :class:`LossForces`: built once from :class:`~agents.loss.AgentLosses` and the atoms' symbols;
@@ -45,6 +49,9 @@ _LOG2E = 1.4426950408889634
 _LN2_HI = 0.693147180369123816490  # high bits of ln 2 (exact products with small integers)
 _LN2_LO = 1.90821492927058770002e-10
 _FLAGS = {"nsz", "contract", "reassoc", "arcp"}  # no 'nnan'/'ninf'/'afn': exp() stays accurate
+#: r^2 (angstrom^2) given to a sink's own place among its all-pairs sources: the exponential weights underflow there
+#: (exp(-c r) = exp(-700) at the kernels' clamp), so the self term needs no mask in their loops.
+_FAR2 = 1e300
 
 
 def encode_functions(functions):
@@ -101,27 +108,53 @@ def _bits_to_float(typingctx, bits):
 
     return sig, codegen
 
+@intrinsic
+def _float_to_bits(typingctx, x):
+    """Reinterpret a float64 as an int64 (an LLVM bitcast; vectorizes)."""
+    sig = types.int64(types.float64)
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], llvm_ir.IntType(64))
+
+    return sig, codegen
+
+#: exp(r) on |r| <= ln(2) / 2: the Chebyshev fit of degree 10 (computed at 40 digits with mpmath.chebyfit, then
+#: rounded), highest degree first.  Its error, 2e-16 relative, is below the rounding of the Horner sum; Taylor's
+#: series needs degree 13 for that (three more multiply-adds per exp()).
+_EXP_POLY = (2.7626357241447223e-07, 2.764018079620985e-06, 2.4801504346997686e-05, 0.00019841170270440067,
+             0.0013888888932488599, 0.008333333385667782, 0.04166666666657314, 0.16666666666554406,
+             0.5000000000000006, 1.0000000000000067, 1.0)
+_E10, _E9, _E8, _E7, _E6, _E5, _E4, _E3, _E2, _E1, _E0 = _EXP_POLY
+
 @njit(cache=True, fastmath={"contract", "nsz"}, error_model="numpy")
 def _exp(x):
     """exp(x) for x <= 0 (x below -700 is clamped), branch-free so that loops vectorize; ~1 ulp."""
     v = max(x, -700.0)
     nf = np.floor(v * _LOG2E + 0.5)
     r = (v - nf * _LN2_HI) - nf * _LN2_LO
-    p = 1.0 / 6227020800.0
-    p = p * r + 1.0 / 479001600.0
-    p = p * r + 1.0 / 39916800.0
-    p = p * r + 1.0 / 3628800.0
-    p = p * r + 1.0 / 362880.0
-    p = p * r + 1.0 / 40320.0
-    p = p * r + 1.0 / 5040.0
-    p = p * r + 1.0 / 720.0
-    p = p * r + 1.0 / 120.0
-    p = p * r + 1.0 / 24.0
-    p = p * r + 1.0 / 6.0
-    p = p * r + 0.5
-    p = p * r + 1.0
-    p = p * r + 1.0
+    p = _E10 * r + _E9
+    p = p * r + _E8
+    p = p * r + _E7
+    p = p * r + _E6
+    p = p * r + _E5
+    p = p * r + _E4
+    p = p * r + _E3
+    p = p * r + _E2
+    p = p * r + _E1
+    p = p * r + _E0
     return p * _bits_to_float((np.int64(nf) + 1023) << 52)
+
+@njit(cache=True, fastmath={"contract", "nsz"}, error_model="numpy")
+def _inv_sqrt(x):
+    """1 / sqrt(x) for normal x > 0, branch-free so that loops vectorize; ~1 ulp.  The bit-level first guess
+    (relative error < 3.5e-3) and four Newton steps (error squared each time) take a third of the time of the
+    square root and division they replace (``vsqrtpd`` and ``vdivpd`` are not pipelined)."""
+    y = _bits_to_float(np.int64(0x5FE6EB50C7B537A9) - (_float_to_bits(x) >> 1))
+    h = 0.5 * x
+    y = y * (1.5 - h * y * y)
+    y = y * (1.5 - h * y * y)
+    y = y * (1.5 - h * y * y)
+    return y * (1.5 - h * y * y)
 
 @njit(cache=True, fastmath=_FLAGS, error_model="numpy")
 def fast_exp(x):
@@ -132,206 +165,325 @@ def fast_exp(x):
     return out
 
 @njit(cache=True, fastmath=_FLAGS, error_model="numpy")
-def _sinks(k0, k1, sink_order, X, Y, Z, SX, SY, SZ, rank, box, sink_type, idx, ptr, allpairs, n_species, max_block,
-           r_c, r_on, kinds, params, base, power, order, n_functions, A, B, quadratic, contract, store,
-           H, F, phi_out, dphi_out):
-    """Sinks k0 <= k < k1: H, F and, if ``store``, phi and dphi (one thread's share)."""
+def fast_inv_sqrt(x):
+    """The kernels' vectorized 1 / sqrt of a 1-d array of positive numbers (for tests)."""
+    out = np.empty(x.size)
+    for j in range(x.size):
+        out[j] = _inv_sqrt(x[j])
+    return out
+
+@njit(cache=True, error_model="numpy")
+def _finish(k, t, phi_loc, dphi_loc, coef, A, B, quadratic, contract, store, H, F, phi_out, dphi_out):
+    """Sink k of type t, its phi and dphi summed: store them, and/or H_k = A.phi + 1/2 phi.B phi (4.5) and
+    F_k = -(A + B phi).dphi (4.6).  Strict IEEE arithmetic (no fast-math): its few sums need no vectors, and so
+    every copy of its machine code rounds alike (see ``_SINKS_LOADED``).  Not inlined: inlined into the sink
+    loops it made LLVM compile their pair loops to code 15 % slower."""
+    P = phi_loc.size
+    if store:
+        for p in range(P):
+            phi_out[k, p] = phi_loc[p]
+            for x in range(3):
+                dphi_out[k, p, x] = dphi_loc[p, x]
+    if contract:
+        h = 0.0
+        for p in range(P):
+            c = A[t, p]
+            if quadratic[t]:
+                b = 0.0
+                for q in range(P):
+                    b += B[t, p, q] * phi_loc[q]
+                h += (c + 0.5 * b) * phi_loc[p]
+                c += b
+            else:
+                h += c * phi_loc[p]
+            coef[p] = c
+        fx = 0.0
+        fy = 0.0
+        fz = 0.0
+        for p in range(P):
+            fx -= coef[p] * dphi_loc[p, 0]
+            fy -= coef[p] * dphi_loc[p, 1]
+            fz -= coef[p] * dphi_loc[p, 2]
+        H[k] = h
+        F[k, 0] = fx
+        F[k, 1] = fy
+        F[k, 2] = fz
+
+
+@njit(cache=True, fastmath=_FLAGS, error_model="numpy")
+def _sinks_all(k0, k1, X, Y, Z, SX, SY, SZ, rank, box, sink_type, ptr, n_species, max_block, kinds, params, slope,
+               base, power, order, n_functions, A, B, quadratic, contract, store, H, F, phi_out, dphi_out):
+    """Sinks k0 <= k < k1 by all-pairs minimum-image sums (S = 1): H, F and, if ``store``, phi and dphi.
+
+    With no switch, phi_m = sum_i w_m and dphi_m = slope_m sum_i w_m f(r) (q_k - q_i), f = 1/r (exp), 1 (gauss),
+    1/r^2 (power law): each function's loop reads r (or 1/r) and the displacement only.
+    """
     M = kinds.shape[1]
     P = n_species * M
     inv_box = 1.0 / box
-    # per-pair buffers of one (sink, source species) block, and saved w_m for shared exponentials
+    # per-pair buffers of one (sink, source species) block, and w_m of its pairs (bases of shared exponentials)
+    geo = np.empty((5 + M, max_block))
+    dx = geo[0]
+    dy = geo[1]
+    dz = geo[2]
+    rr = geo[3]  # r
+    ir = geo[4]  # 1 / r
+    W = geo[5:]
+    phi_loc = np.empty(P)
+    dphi_loc = np.empty((P, 3))
+    coef = np.empty(P)
+    for k in range(k0, k1):
+        t = sink_type[k]
+        if t < 0:
+            continue
+        ks = rank[k]
+        xk = X[k]
+        yk = Y[k]
+        zk = Z[k]
+        for a in range(n_species):
+            q0 = ptr[0, a]
+            n = ptr[0, a + 1] - q0
+            # sources contiguous (sorted by species); k itself sits at q = ks.  Slices: indices jj >= 0 need no
+            # negative-index wraparound, so the loop vectorizes
+            sx = SX[q0:q0 + n]
+            sy = SY[q0:q0 + n]
+            sz = SZ[q0:q0 + n]
+            own_jj = ks - q0  # k's own place in this block (outside it when k is another species)
+            for jj in range(n):
+                ux = fold(xk - sx[jj], box, inv_box)
+                uy = fold(yk - sy[jj], box, inv_box)
+                uz = fold(zk - sz[jj], box, inv_box)
+                r2 = ux * ux + uy * uy + uz * uz
+                # k itself: far away, so that its exponentials underflow (its r^-n is set to 0 below); u = 0 anyway
+                r2 = _FAR2 if jj == own_jj else r2
+                inv = _inv_sqrt(r2)
+                dx[jj] = ux
+                dy[jj] = uy
+                dz[jj] = uz
+                rr[jj] = r2 * inv
+                ir[jj] = inv
+            for i_m in range(n_functions[t]):
+                m = order[t, i_m]
+                kind = kinds[t, m]
+                c = params[t, m]
+                s0 = 0.0
+                s1 = 0.0
+                s2 = 0.0
+                s3 = 0.0
+                if kind == EXP:
+                    for jj in range(n):
+                        w = _exp(-c * rr[jj])
+                        W[m, jj] = w
+                        g = w * ir[jj]
+                        s0 += w
+                        s1 += g * dx[jj]
+                        s2 += g * dy[jj]
+                        s3 += g * dz[jj]
+                elif kind == GAUSS:
+                    for jj in range(n):
+                        w = _exp(-c * rr[jj] * rr[jj])
+                        W[m, jj] = w
+                        s0 += w
+                        s1 += w * dx[jj]
+                        s2 += w * dy[jj]
+                        s3 += w * dz[jj]
+                elif kind == EXP_POWER or kind == GAUSS_POWER:
+                    e = power[t, m]
+                    b = base[t, m]
+                    gauss = kind == GAUSS_POWER
+                    for jj in range(n):
+                        v = W[b, jj]
+                        v2 = v * v
+                        w = v2 if e == 2 else (v2 * v if e == 3 else v2 * v2)
+                        W[m, jj] = w
+                        g = w if gauss else w * ir[jj]
+                        s0 += w
+                        s1 += g * dx[jj]
+                        s2 += g * dy[jj]
+                        s3 += g * dz[jj]
+                else:
+                    _power_law(kind, c, n, rr, ir, W[m])
+                    if 0 <= own_jj < n:  # r^-n of the stand-in distance is small, not zero, for a small n
+                        W[m, own_jj] = 0.0
+                    for jj in range(n):
+                        w = W[m, jj]
+                        g = w * ir[jj] * ir[jj]
+                        s0 += w
+                        s1 += g * dx[jj]
+                        s2 += g * dy[jj]
+                        s3 += g * dz[jj]
+                p = a * M + m
+                sl = slope[t, m]
+                phi_loc[p] = s0
+                dphi_loc[p, 0] = sl * s1
+                dphi_loc[p, 1] = sl * s2
+                dphi_loc[p, 2] = sl * s3
+        _finish(k, t, phi_loc, dphi_loc, coef, A, B, quadratic, contract, store, H, F, phi_out, dphi_out)
+
+
+@njit(cache=True, fastmath=_FLAGS, error_model="numpy", inline="always")
+def _power_law(kind, c, n, rr, ir, w):
+    """w[:n] = r^-c: by multiplications for an integer c (POW_INT), else by pow()."""
+    if kind == POW_INT:
+        for jj in range(n):
+            w[jj] = 1.0
+        for _ in range(int(c)):
+            for jj in range(n):
+                w[jj] *= ir[jj]
+    else:
+        for jj in range(n):
+            w[jj] = rr[jj] ** (-c)
+
+
+@njit(cache=True, fastmath=_FLAGS, error_model="numpy")
+def _sinks_cut(k0, k1, sink_order, X, Y, Z, SX, SY, SZ, box, sink_type, idx, ptr, n_species, max_block, r_c, r_on,
+               kinds, params, slope, base, power, order, n_functions, A, B, quadratic, contract, store, H, F,
+               phi_out, dphi_out):
+    """Sinks sink_order[k0:k1] by smoothly cut sums over a neighbour list: H, F and, if ``store``, phi and dphi.
+
+    phi_m = sum_i w_m S and dphi_m = sum_i (w_m' S + w_m S') (q_k - q_i) / r = sum_i w_m (S' / r + slope_m S f)
+    (q_k - q_i), f = 1/r (exp), 1 (gauss), 1/r^2 (power law), over the listed neighbours within r_c.
+    """
+    M = kinds.shape[1]
+    P = n_species * M
+    inv_box = 1.0 / box
+    # per-pair buffers of one (sink, source species) block, and w_m of its pairs (bases of shared exponentials)
     geo = np.empty((8 + M, max_block))
     dx = geo[0]
     dy = geo[1]
     dz = geo[2]
-    rr = geo[3]
-    sb = geo[4]
-    sr = geo[5]
-    sd = geo[6]
-    xb = geo[7]
-    wsave = geo[8:]
+    rr = geo[3]  # r
+    ir = geo[4]  # 1 / r
+    sb = geo[5]  # S
+    sri = geo[6]  # S / r
+    sd = geo[7]  # S' / r
+    W = geo[8:]
     phi_loc = np.empty(P)
     dphi_loc = np.empty((P, 3))
     coef = np.empty(P)
+    r_c2 = r_c * r_c
+    inv_w = 1.0 / (r_c - r_on)
     for kk in range(k0, k1):
         k = sink_order[kk]
         t = sink_type[k]
         if t < 0:
             continue
-        phi_loc[:] = 0.0
-        dphi_loc[:] = 0.0
-        row = 0 if allpairs else kk
-        ks = rank[k]
         xk = X[k]
         yk = Y[k]
         zk = Z[k]
-        cut = r_c > 0.0
-        inv_w = 1.0 / (r_c - r_on) if cut else 0.0
         for a in range(n_species):
-            q0 = ptr[row, a]
-            n = ptr[row, a + 1] - q0
-            # pair geometry: displacement q_k - q_i (minimum image), r, switch S, self mask
-            if allpairs:  # sources contiguous (sorted by species); k itself sits at q = ks
-                # slices: indices jj >= 0 need no negative-index wraparound, so the loop vectorizes
-                sx = SX[q0:q0 + n]
-                sy = SY[q0:q0 + n]
-                sz = SZ[q0:q0 + n]
-                own_jj = ks - q0  # k's own place in this block (outside it when k is another species)
-                for jj in range(n):
-                    ux = fold(xk - sx[jj], box, inv_box)
-                    uy = fold(yk - sy[jj], box, inv_box)
-                    uz = fold(zk - sz[jj], box, inv_box)
-                    r2 = ux * ux + uy * uy + uz * uz
-                    own = jj == own_jj
-                    r2 = 1.0 if own else r2
-                    keep = 0.0 if own else 1.0
-                    dx[jj] = ux
-                    dy[jj] = uy
-                    dz[jj] = uz
-                    rr[jj] = np.sqrt(r2)
-                    sb[jj] = keep
-                    sr[jj] = keep / r2  # S / r^2
-                    sd[jj] = 0.0  # S' / r
-            else:  # neighbour list: gathered sources, never k itself
-                ids = idx[q0:q0 + n]
-                for jj in range(n):
-                    j = ids[jj]
-                    ux = fold(xk - SX[j], box, inv_box)
-                    uy = fold(yk - SY[j], box, inv_box)
-                    uz = fold(zk - SZ[j], box, inv_box)
-                    dx[jj] = ux
-                    dy[jj] = uy
-                    dz[jj] = uz
-                    rr[jj] = np.sqrt(ux * ux + uy * uy + uz * uz)
-                if cut:
-                    for jj in range(n):
-                        r = rr[jj]
-                        x = min(max((r - r_on) * inv_w, 0.0), 1.0)
-                        sw = 1.0 - x * x * x * (10.0 - 15.0 * x + 6.0 * x * x)
-                        sb[jj] = sw
-                        sr[jj] = sw / (r * r)
-                        sd[jj] = -30.0 * x * x * (1.0 - x) * (1.0 - x) * inv_w / r
-                else:
-                    for jj in range(n):
-                        sb[jj] = 1.0
-                        sr[jj] = 1.0 / (rr[jj] * rr[jj])
-                        sd[jj] = 0.0
+            q0 = ptr[kk, a]
+            listed = ptr[kk, a + 1] - q0
+            # gathered sources, never k itself; only those within r_c are kept
+            ids = idx[q0:q0 + listed]
+            n = 0
+            for jj in range(listed):  # branch-free compaction: every candidate is written, the count moves on if kept
+                j = ids[jj]
+                ux = fold(xk - SX[j], box, inv_box)
+                uy = fold(yk - SY[j], box, inv_box)
+                uz = fold(zk - SZ[j], box, inv_box)
+                r2 = ux * ux + uy * uy + uz * uz
+                dx[n] = ux
+                dy[n] = uy
+                dz[n] = uz
+                rr[n] = r2
+                n += r2 < r_c2
+            for jj in range(n):
+                inv = _inv_sqrt(rr[jj])
+                r = rr[jj] * inv
+                x = min(max((r - r_on) * inv_w, 0.0), 1.0)
+                sw = 1.0 - x * x * x * (10.0 - 15.0 * x + 6.0 * x * x)
+                rr[jj] = r
+                ir[jj] = inv
+                sb[jj] = sw
+                sri[jj] = sw * inv
+                sd[jj] = -30.0 * x * x * (1.0 - x) * (1.0 - x) * inv_w * inv
             for i_m in range(n_functions[t]):
                 m = order[t, i_m]
                 kind = kinds[t, m]
                 c = params[t, m]
-                p = a * M + m
+                sl = slope[t, m]
                 s0 = 0.0
                 s1 = 0.0
                 s2 = 0.0
                 s3 = 0.0
-                # g = (w' S + w S') / r with w' = -c w (exp), -2 c r w (gauss), -n w / r (pow)
                 if kind == EXP:
                     for jj in range(n):
                         w = _exp(-c * rr[jj])
-                        wsave[m, jj] = w
-                        g = w * (sd[jj] - c * sr[jj] * rr[jj])
+                        W[m, jj] = w
+                        g = w * (sd[jj] + sl * sri[jj])
                         s0 += w * sb[jj]
                         s1 += g * dx[jj]
                         s2 += g * dy[jj]
                         s3 += g * dz[jj]
                 elif kind == GAUSS:
-                    c2 = 2.0 * c
                     for jj in range(n):
                         w = _exp(-c * rr[jj] * rr[jj])
-                        wsave[m, jj] = w
-                        g = w * (sd[jj] - c2 * sb[jj])
+                        W[m, jj] = w
+                        g = w * (sd[jj] + sl * sb[jj])
                         s0 += w * sb[jj]
                         s1 += g * dx[jj]
                         s2 += g * dy[jj]
                         s3 += g * dz[jj]
                 elif kind == EXP_POWER or kind == GAUSS_POWER:
-                    b = base[t, m]
                     e = power[t, m]
-                    c2 = 2.0 * c
+                    b = base[t, m]
                     gauss = kind == GAUSS_POWER
                     for jj in range(n):
-                        v = wsave[b, jj]
+                        v = W[b, jj]
                         v2 = v * v
                         w = v2 if e == 2 else (v2 * v if e == 3 else v2 * v2)
-                        f = sd[jj] - c2 * sb[jj] if gauss else sd[jj] - c * sr[jj] * rr[jj]
-                        g = w * f
+                        W[m, jj] = w
+                        g = w * (sd[jj] + sl * (sb[jj] if gauss else sri[jj]))
                         s0 += w * sb[jj]
                         s1 += g * dx[jj]
                         s2 += g * dy[jj]
                         s3 += g * dz[jj]
                 else:
-                    if kind == POW_INT:
-                        e = int(c)
-                        for jj in range(n):
-                            xb[jj] = 1.0
-                        for _ in range(e):
-                            for jj in range(n):
-                                xb[jj] /= rr[jj]
-                    else:
-                        for jj in range(n):
-                            xb[jj] = rr[jj] ** (-c)
+                    _power_law(kind, c, n, rr, ir, W[m])
                     for jj in range(n):
-                        w = xb[jj]
-                        g = w * (sd[jj] - c * sr[jj])
+                        w = W[m, jj]
+                        g = w * (sd[jj] + sl * sri[jj] * ir[jj])
                         s0 += w * sb[jj]
                         s1 += g * dx[jj]
                         s2 += g * dy[jj]
                         s3 += g * dz[jj]
-                phi_loc[p] += s0
-                dphi_loc[p, 0] += s1
-                dphi_loc[p, 1] += s2
-                dphi_loc[p, 2] += s3
-        if store:
-            for p in range(P):
-                phi_out[k, p] = phi_loc[p]
-                for x in range(3):
-                    dphi_out[k, p, x] = dphi_loc[p, x]
-        if contract:
-            h = 0.0
-            for p in range(P):
-                c = A[t, p]
-                if quadratic[t]:
-                    b = 0.0
-                    for q in range(P):
-                        b += B[t, p, q] * phi_loc[q]
-                    h += (c + 0.5 * b) * phi_loc[p]
-                    c += b
-                else:
-                    h += c * phi_loc[p]
-                coef[p] = c
-            fx = 0.0
-            fy = 0.0
-            fz = 0.0
-            for p in range(P):
-                fx -= coef[p] * dphi_loc[p, 0]
-                fy -= coef[p] * dphi_loc[p, 1]
-                fz -= coef[p] * dphi_loc[p, 2]
-            H[k] = h
-            F[k, 0] = fx
-            F[k, 1] = fy
-            F[k, 2] = fz
+                p = a * M + m
+                phi_loc[p] = s0
+                dphi_loc[p, 0] = s1
+                dphi_loc[p, 1] = s2
+                dphi_loc[p, 2] = s3
+        _finish(k, t, phi_loc, dphi_loc, coef, A, B, quadratic, contract, store, H, F, phi_out, dphi_out)
+
 
 @njit(cache=True, parallel=True)
 def _kernel(X, Y, Z, SX, SY, SZ, rank, box, sink_type, idx, ptr, allpairs, n_species, max_block, r_c, r_on,
-            kinds, params, base, power, order, n_functions, A, B, quadratic, contract, store, H, F,
+            kinds, params, slope, base, power, order, n_functions, A, B, quadratic, contract, store, H, F,
             phi_out, dphi_out, n_chunks, sink_order):
     """All sinks (sink_type >= 0): H (N,), F (N, 3) and, if ``store``, phi (N, P), dphi (N, P, 3)."""
     N = X.size
     for chunk in prange(n_chunks):
-        _sinks(chunk * N // n_chunks, (chunk + 1) * N // n_chunks, sink_order, X, Y, Z, SX, SY, SZ, rank, box,
-               sink_type, idx, ptr, allpairs, n_species, max_block, r_c, r_on, kinds, params, base,
-               power, order, n_functions, A, B, quadratic, contract, store, H, F, phi_out, dphi_out)
+        k0 = chunk * N // n_chunks
+        k1 = (chunk + 1) * N // n_chunks
+        if allpairs:
+            _sinks_all(k0, k1, X, Y, Z, SX, SY, SZ, rank, box, sink_type, ptr, n_species, max_block, kinds, params,
+                       slope, base, power, order, n_functions, A, B, quadratic, contract, store, H, F, phi_out,
+                       dphi_out)
+        else:
+            _sinks_cut(k0, k1, sink_order, X, Y, Z, SX, SY, SZ, box, sink_type, idx, ptr, n_species, max_block, r_c,
+                       r_on, kinds, params, slope, base, power, order, n_functions, A, B, quadratic, contract, store,
+                       H, F, phi_out, dphi_out)
 
 
-#: Non-empty once the stand-alone :func:`_sinks` has been loaded in this process (before any :func:`_kernel`).
+#: Non-empty once the stand-alone :func:`_sinks_all` and :func:`_sinks_cut` have been loaded in this process (before
+#: any :func:`_kernel`).
 #:
-#: Why: ``_sinks`` is compiled with ``reassoc`` (so its sums vectorize), which lets LLVM choose the order of
+#: Why: they are compiled with ``reassoc`` (so its sums vectorize), which lets LLVM choose the order of
 #: the additions.  Numba keeps two machine-code copies of it: its own library, and the copy linked into
 #: ``_kernel``'s library and optimized again there; the two round differently (about 1e-12 relative).  A
 #: ``_kernel`` compiled in this process calls the stand-alone copy (the JIT resolves the symbol to the
 #: first definition it loaded), but a ``_kernel`` loaded from numba's cache used its own copy: the same
-#: run gave other numbers on its first (compiling) and later (cache-loading) runs.  Loading ``_sinks``
+#: run gave other numbers on its first (compiling) and later (cache-loading) runs.  Loading them
 #: first makes every process call the stand-alone copy, cold cache or warm (tests/test_long_runs.py).
 _SINKS_LOADED: list = []
 
@@ -346,16 +498,19 @@ def _all_pairs(species, n_species):
 
 
 def _plan(kinds, params, n_functions):
-    """:func:`plan_powers` for every sink type (rows padded to M)."""
+    """What the kernel evaluates, per sink type (rows padded to M): ``(kinds, params, slope, base, power, order)``:
+    :func:`plan_powers`' kinds, bases, powers and order, and each function's w'(r) / r = slope w f(r): slope -alpha
+    with f = 1/r (exp), -2 c with f = 1 (gauss), -n with f = 1/r^2 (power law)."""
     T, M = kinds.shape
     base = np.full((T, M), -1, dtype=np.int64)
     power = np.ones((T, M), dtype=np.int64)
     order = np.tile(np.arange(M, dtype=np.int64), (T, 1))
-    kinds = kinds.copy()
+    planned = kinds.copy()
     for t in range(T):
         m_t = int(n_functions[t])
-        kinds[t, :m_t], base[t, :m_t], power[t, :m_t], order[t, :m_t] = plan_powers(kinds[t, :m_t], params[t, :m_t])
-    return kinds, base, power, order
+        planned[t, :m_t], base[t, :m_t], power[t, :m_t], order[t, :m_t] = plan_powers(kinds[t, :m_t], params[t, :m_t])
+    slope = np.where(kinds == GAUSS, -2.0 * params, -params)
+    return planned, params, slope, base, power, order
 
 
 def _source_layout(species, n_species, cutoff, neighbors):
@@ -406,15 +561,20 @@ def _run(positions, box, species, n_species, sink_type, kinds, params, n_functio
     F = np.zeros((N, 3))
     phi = np.zeros((N, P) if store else (1, P))
     dphi = np.zeros((N, P, 3) if store else (1, P, 3))
-    kinds, base, power, order = _plan(kinds, params, n_functions) if plan is None else plan
+    plan = _plan(kinds, params, n_functions) if plan is None else plan
     if not _SINKS_LOADED:
-        # Load the stand-alone _sinks into the JIT before _kernel (see _SINKS_LOADED): an empty range of sinks.
-        _sinks(0, 0, sink_order, X, Y, Z, SX, SY, SZ, rank, box, sink_type, idx, ptr, allpairs, n_species,
-               max(max_block, 1), r_c, r_on, kinds, params, base, power, order, n_functions, A, B, quadratic,
-               contract, store, H, F, phi, dphi)
+        # Load the stand-alone sink loops into the JIT before _kernel (see _SINKS_LOADED): empty ranges of sinks,
+        # their callees first
+        kinds, params, slope, base, power, order = plan
+        _finish(0, 0, np.zeros(0), np.zeros((0, 3)), np.zeros(0), A, B, quadratic, False, False, H, F, phi, dphi)
+        _sinks_all(0, 0, X, Y, Z, SX, SY, SZ, rank, box, sink_type, ptr, n_species, max(max_block, 1), kinds, params,
+                   slope, base, power, order, n_functions, A, B, quadratic, contract, store, H, F, phi, dphi)
+        _sinks_cut(0, 0, sink_order, X, Y, Z, SX, SY, SZ, box, sink_type, idx, ptr, n_species, max(max_block, 1), r_c,
+                   r_on, kinds, params, slope, base, power, order, n_functions, A, B, quadratic, contract, store, H, F,
+                   phi, dphi)
         _SINKS_LOADED.append(True)
     _kernel(X, Y, Z, SX, SY, SZ, rank, box, sink_type, idx, ptr, allpairs, n_species, max(max_block, 1), r_c, r_on,
-            kinds, params, base, power, order, n_functions, A, B, quadratic, contract, store, H, F, phi, dphi,
+            *plan, n_functions, A, B, quadratic, contract, store, H, F, phi, dphi,
             max(1, min(N, 8 * numba.get_num_threads())), sink_order)
     return H, F, phi, dphi
 
@@ -523,7 +683,7 @@ class LossForces:
         """
         positions = np.asarray(positions, dtype=np.float64)
         if not _SINKS_LOADED:
-            self(positions)  # loads the stand-alone _sinks first (see _SINKS_LOADED)
+            self(positions)  # loads the stand-alone sink loops first (see _SINKS_LOADED)
         N = len(positions)
         n_species = len(self.species_order)
         nl = self.neighbors
@@ -538,16 +698,14 @@ class LossForces:
         n_species = len(self.species_order)
         idx, ptr, max_block, gather, rank, sink_order, allpairs, r_c, r_on = _source_layout(
             self.species, n_species, self.cutoff, self.neighbors)
-        kinds, base, power, order = self._plan
         P = n_species * self.kinds.shape[1]
         args = (gather, rank, sink_order, self.box, self.sink_type, idx, ptr, allpairs, n_species, max(max_block, 1),
-                r_c, r_on, kinds, self.params, base, power, order, self.n_functions, self.A, self.B, self.quadratic,
-                np.zeros((1, P)), np.zeros((1, P, 3)), max(1, min(N, 8 * numba.get_num_threads())))
+                r_c, r_on, self._plan, self.n_functions, self.A, self.B, self.quadratic, np.zeros((1, P)),
+                np.zeros((1, P, 3)), max(1, min(N, 8 * numba.get_num_threads())))
         X = np.ascontiguousarray(positions[:, 0])
         kernel_arguments = (X, X, X, X, X, X, rank, self.box, self.sink_type, idx, ptr, allpairs, n_species, args[9],
-                            r_c, r_on, kinds, self.params, base, power, order, self.n_functions, self.A, self.B,
-                            self.quadratic, True, False, np.zeros(N), np.zeros((N, 3)), args[21], args[22], args[23],
-                            sink_order)
+                            r_c, r_on, *self._plan, self.n_functions, self.A, self.B, self.quadratic, True, False,
+                            np.zeros(N), np.zeros((N, 3)), *args[-3:], sink_order)
         return _forces_into, _kernel, kernel_arguments, args
 
 
@@ -555,13 +713,14 @@ class LossForces:
 def _forces_into(positions, H, F, kernel, args):
     """H (N,) and F (N, 3) at ``positions`` (N, 3), written in place by ``kernel`` (:func:`_kernel`): what
     :meth:`LossForces.__call__` computes, from compiled code, with the arguments of :meth:`LossForces.compiled`."""
-    (gather, rank, sink_order, box, sink_type, idx, ptr, allpairs, n_species, max_block, r_c, r_on, kinds, params,
-     base, power, order, n_functions, A, B, quadratic, phi, dphi, n_chunks) = args
+    (gather, rank, sink_order, box, sink_type, idx, ptr, allpairs, n_species, max_block, r_c, r_on, plan, n_functions,
+     A, B, quadratic, phi, dphi, n_chunks) = args
+    kinds, params, slope, base, power, order = plan
     X = np.ascontiguousarray(positions[:, 0])
     Y = np.ascontiguousarray(positions[:, 1])
     Z = np.ascontiguousarray(positions[:, 2])
     H[:] = 0.0
     F[:] = 0.0
     kernel(X, Y, Z, X[gather], Y[gather], Z[gather], rank, box, sink_type, idx, ptr, allpairs, n_species, max_block,
-           r_c, r_on, kinds, params, base, power, order, n_functions, A, B, quadratic, True, False, H, F, phi, dphi,
-           n_chunks, sink_order)
+           r_c, r_on, kinds, params, slope, base, power, order, n_functions, A, B, quadratic, True, False, H, F,
+           phi, dphi, n_chunks, sink_order)

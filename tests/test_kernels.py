@@ -5,7 +5,7 @@ import pytest
 
 from agents.invariants import InvariantSet, source_index
 from environment.forces import ForceEvaluator
-from environment.kernels import LossForces, fast_exp, invariants
+from environment.kernels import _FAR2, LossForces, fast_exp, fast_inv_sqrt, invariants
 from agents.loss import AgentLosses, SpeciesLoss, pair_potential_losses
 from agents.cutoff import SmoothCutoff
 from agents.weights import PAPER_SELECTED, weight_functions
@@ -66,6 +66,26 @@ def kernel_invariants(inv, positions, box, species, sinks=None, gradient=True, c
 def test_fast_exp_matches_numpy():
     x = -np.concatenate([np.linspace(0, 50, 20001), np.geomspace(1e-12, 700, 2000)])
     assert np.max(np.abs(fast_exp(x) / np.exp(x) - 1)) < 5e-15
+
+
+def test_fast_inverse_square_root_matches_numpy():
+    """Four Newton steps from the bit-level guess reach rounding over every distance a kernel meets, and the
+    far-away stand-in of a sink's own place gives weights that vanish."""
+    r2 = np.concatenate([np.geomspace(1e-6, 1e6, 20001), np.linspace(0.5, 100.0, 20001), [_FAR2]])
+    assert np.max(np.abs(fast_inv_sqrt(r2) * np.sqrt(r2) - 1)) < 5e-16
+    far = 1.0 / fast_inv_sqrt(np.array([_FAR2]))[0]
+    assert fast_exp(np.array([-far / 7.0]))[0] < 1e-300 and (1.0 / far) ** 2 < 1e-299
+
+
+def test_a_sinks_own_place_adds_nothing_even_for_extreme_weights():
+    """All pairs: a sink meets itself at a far stand-in distance; weights that barely fall off (pow n = 0.001,
+    exp a = 1e-6, gauss s = 1000) must still leave it out."""
+    rng = np.random.default_rng(0)
+    positions, species = rng.uniform(0, 8.0, (20, 3)), rng.integers(0, 2, 20)
+    inv = InvariantSet(weight_functions("pow(n=0.001),pow(n=1),exp(a=1e-6),gauss(s=1000)"), ("O", "H"))
+    phi, dphi = kernel_invariants(inv, positions, 8.0, species)
+    ref_phi, ref_dphi = inv.compute(positions, 8.0, species)
+    assert close(phi, ref_phi, 1e-13) and close(dphi, ref_dphi, 1e-13)
 
 
 @pytest.mark.parametrize("cutoff", [None, SmoothCutoff(6.0, 4.5)])
