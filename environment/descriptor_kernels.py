@@ -55,8 +55,8 @@ from agents.descriptor_loss import DescriptorLoss
 from agents.descriptors import DescriptorSet
 from environment.fused import adapter_call
 from environment.neighbors import DEFAULT_SKIN, NeighborList
-from environment.kernels import (EXP, EXP_POWER, GAUSS, GAUSS_POWER, POW_INT, _exp, _inv_sqrt, encode_functions,
-                                 plan_powers)
+from environment.kernels import (EXP, EXP_POWER, GAUSS, GAUSS_POWER, _exp, _inv_sqrt, _power_law, _power_of,
+                                 encode_functions, plan_powers)
 from agents.cutoff import SmoothCutoff
 
 _FLAGS = {"nsz", "contract", "reassoc", "arcp"}
@@ -189,24 +189,15 @@ def _radial(kind, par, power, r, inv_r, sw, dsw, base_w, w, value, slope):
     n = r.shape[0]
     if kind == EXP_POWER or kind == GAUSS_POWER:
         for k in range(n):
-            v = base_w[k]
-            v2 = v * v
-            w[k] = v2 if power == 2 else (v2 * v if power == 3 else v2 * v2)
+            w[k] = _power_of(base_w[k], power)
     elif kind == EXP:
         for k in range(n):
             w[k] = _exp(-par * r[k])
     elif kind == GAUSS:
         for k in range(n):
             w[k] = _exp(-par * r[k] * r[k])
-    elif kind == POW_INT:
-        for k in range(n):
-            w[k] = 1.0
-        for _ in range(int(par)):
-            for k in range(n):
-                w[k] *= inv_r[k]
     else:
-        for k in range(n):
-            w[k] = r[k] ** (-par)
+        _power_law(kind, par, n, r, inv_r, w)
     for k in range(n):  # (each loop writes one array: few enough run-time alias checks to vectorize)
         value[k] = w[k] * sw[k]
     if kind == EXP or kind == EXP_POWER:
