@@ -236,6 +236,8 @@ def _sinks_all(k0, k1, X, Y, Z, SX, SY, SZ, rank, box, sink_type, ptr, n_species
         t = sink_type[k]
         if t < 0:
             continue
+        phi_loc[:] = 0.0  # entries of functions a species lacks (rows padded to M) stay 0
+        dphi_loc[:] = 0.0
         ks = rank[k]
         xk = X[k]
         yk = Y[k]
@@ -373,6 +375,8 @@ def _sinks_cut(k0, k1, sink_order, X, Y, Z, SX, SY, SZ, box, sink_type, idx, ptr
         t = sink_type[k]
         if t < 0:
             continue
+        phi_loc[:] = 0.0  # entries of functions a species lacks (rows padded to M) stay 0
+        dphi_loc[:] = 0.0
         xk = X[k]
         yk = Y[k]
         zk = Z[k]
